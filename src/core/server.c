@@ -1,0 +1,577 @@
+#include "core/server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "core/log.h"
+#include "core/version.h"
+#include "net/tls.h"
+#include "pool/backend.h"
+#include "pool/pool.h"
+#include "pool/session.h"
+#include "proto/msg.h"
+
+enum { TICK_MS = 100, LISTEN_BACKLOG = 4096 };
+
+static uint64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- credentials ----------------------------------------------------------- */
+
+static int
+add_user(struct server *srv, const char *name, const char *password,
+	 char *err, size_t errlen)
+{
+	struct user_cred *u, *nu;
+	int rc;
+
+	if (server_find_user(srv, name))
+		return 0;	/* first definition wins: URL, then file */
+	nu = realloc(srv->users, (srv->nusers + 1) * sizeof(*nu));
+	if (!nu)
+		return -1;
+	srv->users = nu;
+	u = &srv->users[srv->nusers];
+	memset(u, 0, sizeof(*u));
+	snprintf(u->name, sizeof(u->name), "%s", name);
+	if (strncmp(password, "SCRAM-SHA-256$", 14) == 0) {
+		rc = scram_secret_parse(password, &u->secret);
+	} else {
+		snprintf(u->password, sizeof(u->password), "%s", password);
+		rc = scram_secret_from_password(password, 4096, &u->secret);
+	}
+	if (rc) {
+		snprintf(err, errlen, "bad password or SCRAM secret for user "
+			 "'%s'", name);
+		return -1;
+	}
+	srv->nusers++;
+	return 0;
+}
+
+/* One user per line: "name" "password-or-SCRAM-secret" (PgBouncer's). */
+static int
+parse_quoted(const char **p, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	while (**p == ' ' || **p == '\t')
+		(*p)++;
+	if (**p != '"')
+		return -1;
+	for ((*p)++; **p && !(**p == '"' && (*p)[1] != '"'); (*p)++) {
+		if (**p == '"')
+			(*p)++;	/* "" is a quote */
+		if (n + 1 >= outlen)
+			return -1;
+		out[n++] = **p;
+	}
+	if (**p != '"')
+		return -1;
+	(*p)++;
+	out[n] = 0;
+	return 0;
+}
+
+static int
+load_auth_file(struct server *srv, const char *path, char *err,
+	       size_t errlen)
+{
+	char line[1024], name[128], pass[512];
+	const char *p;
+	FILE *f = fopen(path, "r");
+	int lineno = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "auth-file '%s': %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		p = line + strspn(line, " \t\r\n");
+		if (!*p || *p == '#' || *p == ';')
+			continue;
+		if (parse_quoted(&p, name, sizeof(name)) ||
+		    parse_quoted(&p, pass, sizeof(pass))) {
+			snprintf(err, errlen, "auth-file %s:%d: expected "
+				 "\"user\" \"password\"", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		if (add_user(srv, name, pass, err, errlen)) {
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+const struct user_cred *
+server_find_user(const struct server *srv, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nusers; i++)
+		if (strcmp(srv->users[i].name, name) == 0)
+			return &srv->users[i];
+	return NULL;
+}
+
+static int
+init_credentials(struct server *srv, char *err, size_t errlen)
+{
+	const struct pg_url *u = &srv->cfg.upstream;
+	char mock[33];
+	uint8_t rnd[16];
+	int i;
+
+	if (u->password[0] && add_user(srv, u->user, u->password, err, errlen))
+		return -1;
+	if (srv->cfg.auth_file[0] &&
+	    load_auth_file(srv, srv->cfg.auth_file, err, errlen))
+		return -1;
+	if (!server_find_user(srv, u->user)) {
+		snprintf(err, errlen, "no password for upstream user '%s': put "
+			 "it in the upstream URL or in --auth-file", u->user);
+		return -1;
+	}
+	/* Unknown users run SCRAM against a secret nobody knows. */
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return -1;
+	for (i = 0; i < 16; i++)
+		snprintf(mock + 2 * i, 3, "%02x", rnd[i]);
+	return scram_secret_from_password(mock, 4096, &srv->mock_secret);
+}
+
+/* ---- upstream address and TLS ------------------------------------------------ */
+
+static int
+resolve_upstream(struct server *srv, char *err, size_t errlen)
+{
+	const struct pg_url *u = &srv->cfg.upstream;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	struct sockaddr_un *sun;
+	char port[16];
+	int rc;
+
+	snprintf(srv->upstream_host, sizeof(srv->upstream_host), "%s",
+		 u->host);
+	if (u->host[0] == '/') {
+		sun = (struct sockaddr_un *)&srv->upstream_addr;
+		sun->sun_family = AF_UNIX;
+		if ((size_t)snprintf(sun->sun_path, sizeof(sun->sun_path),
+				     "%s/.s.PGSQL.%d", u->host, u->port) >=
+		    sizeof(sun->sun_path)) {
+			snprintf(err, errlen, "unix socket path too long");
+			return -1;
+		}
+		srv->upstream_addrlen = sizeof(*sun);
+		return 0;
+	}
+	snprintf(port, sizeof(port), "%d", u->port);
+	rc = getaddrinfo(u->host, port, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "cannot resolve upstream host '%s': %s",
+			 u->host, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(&srv->upstream_addr, res->ai_addr, res->ai_addrlen);
+	srv->upstream_addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+int
+server_init(struct server *srv, const struct config *cfg, char *err,
+	    size_t errlen)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->cfg = *cfg;
+	pthread_mutex_init(&srv->pools_lock, NULL);
+	pthread_mutex_init(&srv->cancel_lock, NULL);
+	if (resolve_upstream(srv, err, errlen) ||
+	    init_credentials(srv, err, errlen))
+		return -1;
+	if (cfg->tls_cert[0]) {
+		srv->client_tls = tls_server_ctx(cfg->tls_cert, cfg->tls_key,
+						 err, errlen);
+		if (!srv->client_tls)
+			return -1;
+	}
+	if (cfg->upstream.sslmode != SSLMODE_DISABLE) {
+		srv->upstream_tls = tls_client_ctx(&cfg->upstream, err, errlen);
+		if (!srv->upstream_tls)
+			return -1;
+	}
+	return 0;
+}
+
+void
+server_free(struct server *srv)
+{
+	struct shared_pool *sp;
+
+	/* Cancel slots are owned and freed by their clients. */
+	while ((sp = srv->pools)) {
+		srv->pools = sp->next;
+		pthread_mutex_destroy(&sp->key_lock);
+		free(sp);
+	}
+	if (srv->client_tls)
+		SSL_CTX_free(srv->client_tls);
+	if (srv->upstream_tls)
+		SSL_CTX_free(srv->upstream_tls);
+	if (srv->users)
+		OPENSSL_cleanse(srv->users, srv->nusers * sizeof(*srv->users));
+	free(srv->users);
+	free(srv->workers);
+}
+
+/* ---- shared pools and cancel keys ------------------------------------------ */
+
+struct shared_pool *
+server_shared_pool(struct server *srv, const char *db, const char *user)
+{
+	struct shared_pool *sp;
+
+	pthread_mutex_lock(&srv->pools_lock);
+	for (sp = srv->pools; sp; sp = sp->next)
+		if (strcmp(sp->database, db) == 0 &&
+		    strcmp(sp->user, user) == 0)
+			break;
+	if (!sp && (sp = calloc(1, sizeof(*sp)))) {
+		snprintf(sp->database, sizeof(sp->database), "%s", db);
+		snprintf(sp->user, sizeof(sp->user), "%s", user);
+		pthread_mutex_init(&sp->key_lock, NULL);
+		sp->next = srv->pools;
+		srv->pools = sp;
+	}
+	pthread_mutex_unlock(&srv->pools_lock);
+	return sp;
+}
+
+static struct cancel_slot **
+cancel_bucket(struct server *srv, uint32_t pid)
+{
+	return &srv->cancel[pid % (sizeof(srv->cancel) /
+				   sizeof(srv->cancel[0]))];
+}
+
+void
+server_cancel_register(struct server *srv, struct cancel_slot *slot)
+{
+	struct cancel_slot **b;
+
+	pthread_mutex_lock(&srv->cancel_lock);
+	b = cancel_bucket(srv, slot->pid);
+	slot->next = *b;
+	*b = slot;
+	pthread_mutex_unlock(&srv->cancel_lock);
+}
+
+void
+server_cancel_unregister(struct server *srv, struct cancel_slot *slot)
+{
+	struct cancel_slot **pp;
+
+	pthread_mutex_lock(&srv->cancel_lock);
+	for (pp = cancel_bucket(srv, slot->pid); *pp; pp = &(*pp)->next) {
+		if (*pp == slot) {
+			*pp = slot->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&srv->cancel_lock);
+}
+
+struct cancel_job {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	uint64_t target;
+};
+
+/* Blocking connect+send in its own short-lived thread, off the workers. */
+static void *
+cancel_thread(void *arg)
+{
+	struct cancel_job *job = arg;
+	uint8_t pkt[16];
+	uint32_t v[4] = { 16, PROTO_CANCEL, (uint32_t)(job->target >> 32),
+			  (uint32_t)job->target };
+	struct timeval tv = { .tv_sec = 5 };
+	int fd, i;
+
+	for (i = 0; i < 4; i++) {
+		pkt[4 * i] = (uint8_t)(v[i] >> 24);
+		pkt[4 * i + 1] = (uint8_t)(v[i] >> 16);
+		pkt[4 * i + 2] = (uint8_t)(v[i] >> 8);
+		pkt[4 * i + 3] = (uint8_t)v[i];
+	}
+	fd = socket(job->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (connect(fd, (struct sockaddr *)&job->addr,
+			    job->addrlen) == 0 &&
+		    send(fd, pkt, sizeof(pkt), MSG_NOSIGNAL) == sizeof(pkt))
+			(void)recv(fd, pkt, 1, 0);	/* server closes */
+		close(fd);
+	}
+	free(job);
+	return NULL;
+}
+
+void
+server_cancel_forward(struct server *srv, uint32_t pid, uint32_t secret)
+{
+	struct cancel_slot *c;
+	struct cancel_job *job;
+	uint64_t target = 0;
+	pthread_t t;
+
+	pthread_mutex_lock(&srv->cancel_lock);
+	for (c = *cancel_bucket(srv, pid); c; c = c->next)
+		if (c->pid == pid && c->secret == secret)
+			target = atomic_load(&c->upstream);
+	pthread_mutex_unlock(&srv->cancel_lock);
+	if (!target || !(job = calloc(1, sizeof(*job))))
+		return;
+	job->addr = srv->upstream_addr;
+	job->addrlen = srv->upstream_addrlen;
+	job->target = target;
+	if (pthread_create(&t, NULL, cancel_thread, job) != 0) {
+		free(job);
+		return;
+	}
+	pthread_detach(t);
+}
+
+void
+server_request_steal(struct server *srv, struct worker *from)
+{
+	int i;
+
+	for (i = 0; i < srv->nworkers; i++) {
+		if (&srv->workers[i] == from)
+			continue;
+		atomic_fetch_add(&srv->workers[i].steal_requests, 1);
+		loop_wake(&srv->workers[i].loop);
+	}
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+static int
+open_listener(const struct config *cfg, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE }, *res;
+	const char *host = strcmp(cfg->listen_addr, "*") ? cfg->listen_addr :
+							    NULL;
+	char port[16];
+	int fd, one = 1, rc;
+
+	snprintf(port, sizeof(port), "%d", cfg->port);
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "cannot resolve listen address '%s': %s",
+			 cfg->listen_addr, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd >= 0 &&
+	    (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	     bind(fd, res->ai_addr, res->ai_addrlen) ||
+	     listen(fd, LISTEN_BACKLOG))) {
+		snprintf(err, errlen, "could not listen on %s:%d: %s",
+			 cfg->listen_addr, cfg->port, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static void
+on_accept(struct loop_watch *wt, uint32_t events)
+{
+	struct worker *w = qlist_entry(wt, struct worker, listen_watch);
+	int fd, i;
+
+	(void)events;
+	/* Bounded batch: other events of this loop get their turn. */
+	for (i = 0; i < 64; i++) {
+		fd = accept4(w->listen_fd, NULL, NULL,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("accept: %s", strerror(errno));
+			return;
+		}
+		session_accept(w, fd);
+	}
+}
+
+static void
+on_wake(struct loop_watch *wt, uint32_t events)
+{
+	struct worker *w = qlist_entry(wt, struct worker, loop.wake_watch);
+
+	(void)events;
+	loop_wake_drain(&w->loop);
+}
+
+static void
+bury_dead(struct worker *w)
+{
+	struct client *cl;
+	struct backend *be;
+
+	while (!qlist_empty(&w->graveyard)) {
+		cl = qlist_entry(w->graveyard.next, struct client, link);
+		qlist_remove(&cl->link);
+		session_free(cl);
+	}
+	while (!qlist_empty(&w->dead_backends)) {
+		be = qlist_entry(w->dead_backends.next, struct backend, link);
+		qlist_remove(&be->link);
+		backend_free(be);
+	}
+}
+
+static void
+close_clients(struct worker *w)
+{
+	struct client *cl;
+
+	while (!qlist_empty(&w->clients)) {
+		cl = qlist_entry(w->clients.next, struct client, link);
+		session_close(cl, "shutdown");
+	}
+	pool_free_all(w);	/* also closes waiting clients' backends */
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct server *srv = w->srv;
+
+	w->now_ms = monotonic_ms();
+	w->next_tick_ms = w->now_ms + TICK_MS;
+	while (!atomic_load(&srv->stopping)) {
+		loop_run_once(&w->loop, TICK_MS);
+		w->now_ms = monotonic_ms();
+		if (w->now_ms >= w->next_tick_ms ||
+		    atomic_load(&w->steal_requests)) {
+			pool_tick(w);
+			w->next_tick_ms = w->now_ms + TICK_MS;
+		}
+		bury_dead(w);
+	}
+	close_clients(w);
+	bury_dead(w);
+	return NULL;
+}
+
+static int
+worker_init(struct server *srv, struct worker *w, int id, char *err,
+	    size_t errlen)
+{
+	w->srv = srv;
+	w->id = id;
+	qlist_init(&w->clients);
+	qlist_init(&w->pools);
+	qlist_init(&w->graveyard);
+	qlist_init(&w->dead_backends);
+	if (loop_init(&w->loop, on_wake)) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		return -1;
+	}
+	w->listen_fd = open_listener(&srv->cfg, err, errlen);
+	if (w->listen_fd < 0)
+		return -1;
+	w->listen_watch.cb = on_accept;
+	if (loop_add_listener(&w->loop, w->listen_fd, &w->listen_watch)) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+print_banner(const struct server *srv)
+{
+	const struct config *cfg = &srv->cfg;
+	char up[600];
+
+	config_upstream_display(cfg, up, sizeof(up));
+	log_info("pgvalet %s listening on %s:%d -> %s (sslmode=%s)",
+		 PGVALET_VERSION, cfg->listen_addr, cfg->port, up,
+		 pgurl_sslmode_name(cfg->upstream.sslmode));
+	log_info("pool mode %s, pool size %d, %d worker%s, client TLS %s",
+		 cfg->pool_mode == POOL_SESSION ? "session" : "transaction",
+		 cfg->pool_size, srv->nworkers, srv->nworkers == 1 ? "" : "s",
+		 srv->client_tls ? "on" : "off");
+}
+
+int
+server_run(struct server *srv)
+{
+	char err[300];
+	sigset_t set;
+	int i, sig;
+
+	srv->nworkers = srv->cfg.workers;
+	srv->workers = calloc((size_t)srv->nworkers, sizeof(*srv->workers));
+	if (!srv->workers)
+		return -1;
+	for (i = 0; i < srv->nworkers; i++) {
+		if (worker_init(srv, &srv->workers[i], i, err, sizeof(err))) {
+			log_error("%s", err);
+			return -1;
+		}
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	for (i = 0; i < srv->nworkers; i++)
+		pthread_create(&srv->workers[i].thread, NULL, worker_main,
+			       &srv->workers[i]);
+	print_banner(srv);
+	sigwait(&set, &sig);
+	log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" :
+							       "SIGTERM");
+	atomic_store(&srv->stopping, true);
+	for (i = 0; i < srv->nworkers; i++) {
+		loop_wake(&srv->workers[i].loop);
+		pthread_join(srv->workers[i].thread, NULL);
+		close(srv->workers[i].listen_fd);
+		loop_destroy(&srv->workers[i].loop);
+	}
+	return 0;
+}

@@ -1,0 +1,110 @@
+/*
+ * server.h - the process: settings, credentials, TLS contexts, the worker
+ * threads and what they share (pool counters, cancel keys).
+ *
+ * struct server is built by server_init() in the main thread and is
+ * read-only afterwards except for the fields marked shared, which use
+ * atomics or the named mutex.  Each struct worker is owned by its thread.
+ */
+#ifndef PGVALET_CORE_SERVER_H
+#define PGVALET_CORE_SERVER_H
+
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/config.h"
+#include "core/qlist.h"
+#include "net/loop.h"
+#include "proto/scram.h"
+
+struct server;
+
+/* Someone allowed to log in: the upstream URL's user or an auth-file one. */
+struct user_cred {
+	char name[128];
+	char password[256];		/* plaintext, "" when only a secret */
+	struct scram_secret secret;	/* what clients are checked against */
+};
+
+/* Counters shared by every worker's pool for one (database, user). */
+struct shared_pool {
+	struct shared_pool *next;	/* server->pools, under pools_lock */
+	char database[128];
+	char user[128];
+	atomic_int total;		/* server connections open or opening */
+	atomic_int waiting;		/* clients waiting, all workers */
+	/* Set by the first client that logged in with SCRAM, for users
+	 * known only by secret: lets the proxy log in upstream as them. */
+	pthread_mutex_t key_lock;
+	bool have_keys;
+	uint8_t client_key[SCRAM_KEY_LEN];
+};
+
+/* A client's cancel key, findable from any worker. */
+struct cancel_slot {
+	struct cancel_slot *next;	/* hash chain, under cancel_lock */
+	uint32_t pid, secret;		/* what the client was given */
+	_Atomic uint64_t upstream;	/* backend pid<<32 | key, 0 if none */
+};
+
+struct worker {
+	struct server *srv;
+	int id;
+	pthread_t thread;
+	struct loop loop;
+	int listen_fd;
+	struct loop_watch listen_watch;
+	struct qlist clients;		/* struct client.link, not waiting */
+	struct qlist pools;		/* struct pool.link */
+	struct qlist dirty;		/* conns with output to flush */
+	struct qlist graveyard;		/* clients closed during dispatch */
+	struct qlist dead_backends;	/* backends closed during dispatch */
+	uint64_t now_ms;		/* monotonic, read once per loop */
+	uint64_t next_tick_ms;
+	uint32_t rng;			/* xorshift state for cancel keys */
+	atomic_int steal_requests;	/* other workers want a slot */
+};
+
+struct server {
+	struct config cfg;
+	struct sockaddr_storage upstream_addr;
+	socklen_t upstream_addrlen;
+	char upstream_host[256];	/* for verify-full */
+	SSL_CTX *client_tls;		/* NULL: SSLRequest answered 'N' */
+	SSL_CTX *upstream_tls;		/* NULL: sslmode=disable */
+	struct user_cred *users;
+	size_t nusers;
+	struct scram_secret mock_secret;	/* for unknown users */
+	struct worker *workers;
+	int nworkers;
+	atomic_bool stopping;
+	pthread_mutex_t pools_lock;
+	struct shared_pool *pools;
+	pthread_mutex_t cancel_lock;
+	struct cancel_slot *cancel[1024];
+};
+
+/* Build everything from cfg: resolve, TLS, auth file; -1 with err set. */
+int server_init(struct server *srv, const struct config *cfg, char *err,
+		size_t errlen);
+/* Start the workers and block until SIGINT/SIGTERM; then clean up. */
+int server_run(struct server *srv);
+void server_free(struct server *srv);
+
+const struct user_cred *server_find_user(const struct server *srv,
+					 const char *name);
+struct shared_pool *server_shared_pool(struct server *srv, const char *db,
+				       const char *user);
+void server_cancel_register(struct server *srv, struct cancel_slot *slot);
+void server_cancel_unregister(struct server *srv, struct cancel_slot *slot);
+/* Forward a CancelRequest for (pid, secret) to the upstream, if known. */
+void server_cancel_forward(struct server *srv, uint32_t pid, uint32_t secret);
+/* Ask other workers to give back an idle connection of this pool. */
+void server_request_steal(struct server *srv, struct worker *from);
+
+#endif

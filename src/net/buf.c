@@ -1,0 +1,79 @@
+#include "net/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int
+buf_reserve(struct buf *b, size_t n)
+{
+	size_t need, cap;
+	uint8_t *p;
+
+	if (b->cap - b->len >= n)
+		return 0;
+	if (b->sent > 0 && b->cap - buf_pending(b) >= n &&
+	    b->sent >= b->cap / 2) {
+		buf_compact(b);
+		return 0;
+	}
+	need = b->len + n;
+	cap = b->cap ? b->cap : BUF_MIN_CAP;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(b->data, cap);
+	if (!p)
+		return -1;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (buf_reserve(b, n))
+		return -1;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+void
+buf_consume(struct buf *b, size_t n)
+{
+	b->sent += n;
+	if (b->sent >= b->len)
+		b->sent = b->len = 0;
+}
+
+void
+buf_compact(struct buf *b)
+{
+	size_t pending = buf_pending(b);
+
+	if (b->sent == 0)
+		return;
+	if (pending)
+		memmove(b->data, b->data + b->sent, pending);
+	b->sent = 0;
+	b->len = pending;
+}
+
+void
+buf_release(struct buf *b)
+{
+	if (b->data && b->len == 0) {
+		free(b->data);
+		b->data = NULL;
+		b->cap = 0;
+		b->sent = 0;
+	}
+}
+
+void
+buf_free(struct buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->cap = b->len = b->sent = 0;
+}

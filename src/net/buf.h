@@ -1,0 +1,48 @@
+/*
+ * buf.h - a growable byte buffer with a send cursor.
+ *
+ *     data          sent            len            cap
+ *      |-- gone -----|-- to send ----|-- free -------|
+ *
+ * Storage is allocated on first use and released by buf_release() when
+ * empty, so idle connections hold no buffer memory.  Owned by one
+ * connection, used by one worker thread.
+ */
+#ifndef PGVALET_NET_BUF_H
+#define PGVALET_NET_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf {
+	uint8_t *data;
+	size_t sent;		/* consumed from the front */
+	size_t len;		/* filled */
+	size_t cap;
+};
+
+enum { BUF_MIN_CAP = 16384 };
+
+/* Make room for n more bytes; -1 on allocation failure. */
+int buf_reserve(struct buf *b, size_t n);
+int buf_append(struct buf *b, const void *p, size_t n);
+/* Bytes waiting: [sent, len). */
+static inline size_t
+buf_pending(const struct buf *b)
+{
+	return b->len - b->sent;
+}
+static inline uint8_t *
+buf_head(const struct buf *b)
+{
+	return b->data + b->sent;
+}
+/* Drop n bytes from the front; reset cursors when it empties. */
+void buf_consume(struct buf *b, size_t n);
+/* Move pending bytes to the front (called before reading more). */
+void buf_compact(struct buf *b);
+/* Free storage when empty and larger than needed for idle. */
+void buf_release(struct buf *b);
+void buf_free(struct buf *b);
+
+#endif

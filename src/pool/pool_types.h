@@ -1,0 +1,161 @@
+/*
+ * pool_types.h - the objects of the pooler (types only; functions live
+ * in session.h, backend.h and pool.h).
+ *
+ *   client --(srv)--> backend --(pool)--> pool --(shared)--> shared_pool
+ *      ^                 |                  per worker         all workers
+ *      +----(client)-----+
+ *
+ * Every object here belongs to one worker thread.
+ */
+#ifndef PGVALET_POOL_POOL_TYPES_H
+#define PGVALET_POOL_POOL_TYPES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/qlist.h"
+#include "net/buf.h"
+#include "net/conn.h"
+#include "pool/gucstate.h"
+#include "pool/sqlclass.h"
+#include "pool/stmtmap.h"
+#include "proto/scram.h"
+
+struct worker;
+struct shared_pool;
+struct user_cred;
+struct cancel_slot;
+
+/* A session-state change made by a client statement, applied when the
+ * statement's transaction commits. */
+struct guc_op {
+	enum sql_kind kind;
+	char name[SQL_NAME_MAX];
+	char *sql;
+};
+
+/* What the backend owes for one message sent to it (see backend.c). */
+enum pend_kind {
+	PEND_QUERY,		/* Q or F: everything up to Z */
+	PEND_ONE,		/* P, B or C: one 1/2/3 */
+	PEND_DESCRIBE,		/* up to T or n */
+	PEND_EXECUTE,		/* up to C, I or s */
+	PEND_SYNC,		/* up to Z */
+	PEND_SYNTH,		/* nothing from the server: we answer */
+	PEND_HIDDEN_PARSE,	/* our re-Parse: swallow the 1 */
+	PEND_HIDDEN_QUERY,	/* our state sync or reset: swallow to Z */
+};
+
+enum synth_kind {
+	SYNTH_PARSE_COMPLETE,
+	SYNTH_CLOSE_COMPLETE,
+	SYNTH_DEALLOCATE,	/* CommandComplete + ReadyForQuery */
+	SYNTH_ERROR_EXISTS,	/* 42P05 for a duplicate statement name */
+};
+
+struct pending {
+	uint8_t kind;		/* enum pend_kind */
+	uint8_t synth;		/* enum synth_kind */
+	bool failed;		/* an ErrorResponse came for it */
+	uint64_t stmt_hash;	/* Parse: server statement it creates */
+	char *stmt_name;	/* Parse: client name it creates (owned) */
+	struct guc_op *ops;	/* Q/Execute: state changes (owned) */
+	uint16_t nops;
+};
+
+enum client_state {
+	CL_STARTUP,		/* waiting for the start-up packet */
+	CL_TLS,			/* TLS handshake */
+	CL_AUTH_INIT,		/* sent AuthenticationSASL */
+	CL_AUTH_CONT,		/* sent SASLContinue */
+	CL_WAIT_LOGIN,		/* authenticated, need server parameters */
+	CL_ACTIVE,
+	CL_CLOSED,
+};
+
+struct client {
+	struct conn c;
+	struct worker *w;
+	struct qlist link;		/* worker->clients or pool->waiting */
+	enum client_state state;
+	bool waiting;
+	bool pinned;			/* session-bound feature used */
+	bool skip_until_sync;		/* extended-protocol error recovery */
+	bool in_block;			/* tx_settings valid */
+	bool flush_pending;
+	uint64_t wait_since_ms;
+	char user[128];
+	char database[128];
+	char *startup;			/* raw key\0value\0... pairs */
+	size_t startup_len;
+	const struct user_cred *cred;	/* NULL: unknown user (mock auth) */
+	struct scram_server scram;
+	struct pool *pool;
+	struct backend *srv;
+	struct cancel_slot *cancel;
+	struct stmt_map stmts;		/* virtualised names (transaction) */
+	struct guc_state startup_settings;	/* from the start-up packet */
+	struct guc_state settings;		/* committed session state */
+	struct guc_state tx_settings;		/* inside a transaction block */
+	struct guc_op *batch_ops;	/* extended: executed since Sync */
+	uint16_t nbatch_ops;
+	/* unnamed statement / portal classification (extended protocol) */
+	enum sql_kind unnamed_kind;
+	char unnamed_guc[SQL_NAME_MAX];
+	char *unnamed_sql;
+	enum sql_kind portal_kind;
+	char portal_guc[SQL_NAME_MAX];
+	char *portal_sql;
+};
+
+enum backend_state {
+	BE_CONNECTING,
+	BE_SSL_REQUEST,
+	BE_TLS,
+	BE_LOGIN,
+	BE_READY,		/* idle in the pool or serving a client */
+	BE_CLOSED,
+};
+
+struct backend {
+	struct conn c;
+	struct worker *w;
+	struct pool *pool;
+	struct client *client;
+	struct qlist link;		/* pool->idle / ->busy / ->connecting */
+	enum backend_state state;
+	uint8_t tx_status;		/* from the last ReadyForQuery */
+	bool skipping;			/* server discards until Sync */
+	bool last_tag_rollback;
+	bool releasing;			/* client gone: reset then pool */
+	uint32_t pid, key;		/* BackendKeyData */
+	uint64_t state_sig;		/* session state it has (gucstate) */
+	uint64_t since_ms;		/* connect start / idle since */
+	struct name_set prepared;	/* server statements present */
+	struct pending *q;		/* ring of owed responses */
+	uint32_t qhead, qlen, qcap;
+	struct scram_client *scram;
+	struct buf login_params;	/* ParameterStatus messages at login */
+};
+
+enum { STATE_SIG_UNKNOWN = 1 };	/* real signatures are never 1 */
+
+struct pool {
+	struct qlist link;		/* worker->pools */
+	struct worker *w;
+	struct shared_pool *shared;
+	const struct user_cred *cred;
+	struct qlist idle;		/* most recently used first */
+	struct qlist busy;
+	struct qlist connecting;
+	struct qlist waiting;		/* clients, FIFO */
+	int nwaiting;
+	int nbackends;			/* this worker's, any state */
+	int nconnecting;		/* of which still logging in */
+	struct buf params;		/* ParameterStatus messages for login */
+	bool have_params;
+	char last_error[256];
+};
+
+#endif

@@ -1,0 +1,1293 @@
+#include "pool/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/server.h"
+#include "net/tls.h"
+#include "pool/backend.h"
+#include "pool/pool.h"
+#include "proto/msg.h"
+
+#include <openssl/rand.h>
+
+enum {
+	CLIENT_READ_LIMIT = 256 * 1024,
+	SERVER_OUT_LIMIT = 512 * 1024,	/* stop reading the client above */
+	LARGE_MESSAGE_MAX = 0x3fffffff,
+	SMALL_MESSAGE_MAX = 10000,
+	MAX_STATEMENTS = 64,
+};
+
+static void client_on_event(struct loop_watch *wt, uint32_t events);
+static void session_process(struct client *cl);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+void
+guc_ops_free(struct guc_op *ops, uint16_t n)
+{
+	uint16_t i;
+
+	for (i = 0; i < n; i++)
+		free(ops[i].sql);
+	free(ops);
+}
+
+static void
+send_error(struct client *cl, const char *severity, const char *sqlstate,
+	   const char *msg)
+{
+	if (msg_put_error(&cl->c.out, 'E', severity, sqlstate, msg) == 0)
+		cl->flush_pending = true;
+}
+
+static void
+send_ready(struct client *cl, uint8_t status)
+{
+	size_t start;
+
+	if (msg_begin(&cl->c.out, 'Z', &start) ||
+	    msg_put_u8(&cl->c.out, status))
+		return;
+	msg_end(&cl->c.out, start);
+	cl->flush_pending = true;
+}
+
+/* Send a FATAL error and close: the end of a bad session. */
+static void
+fatal(struct client *cl, const char *sqlstate, const char *msg)
+{
+	send_error(cl, "FATAL", sqlstate, msg);
+	session_flush(cl);
+	session_close(cl, msg);
+}
+
+void
+session_flush(struct client *cl)
+{
+	cl->flush_pending = false;
+	if (cl->state == CL_CLOSED || !buf_pending(&cl->c.out))
+		return;
+	if (conn_flush(&cl->c) == CONN_IO_ERROR)
+		session_close(cl, cl->c.error);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+void
+session_accept(struct worker *w, int fd)
+{
+	struct client *cl = calloc(1, sizeof(*cl));
+
+	if (!cl) {
+		close(fd);
+		return;
+	}
+	conn_init(&cl->c, fd);
+	conn_tune_socket(fd);
+	cl->c.watch.cb = client_on_event;
+	cl->w = w;
+	cl->state = CL_STARTUP;
+	stmt_map_init(&cl->stmts);
+	guc_state_init(&cl->startup_settings);
+	guc_state_init(&cl->settings);
+	guc_state_init(&cl->tx_settings);
+	qlist_init(&cl->link);
+	if (loop_add(&w->loop, fd, &cl->c.watch)) {
+		conn_close(&cl->c);
+		free(cl);
+		return;
+	}
+	qlist_insert_tail(&w->clients, &cl->link);
+}
+
+void
+session_free(struct client *cl)
+{
+	guc_state_free(&cl->startup_settings);
+	guc_state_free(&cl->settings);
+	guc_state_free(&cl->tx_settings);
+	stmt_map_free(&cl->stmts);
+	guc_ops_free(cl->batch_ops, cl->nbatch_ops);
+	free(cl->unnamed_sql);
+	free(cl->portal_sql);
+	free(cl->startup);
+	free(cl->cancel);
+	scram_server_clear(&cl->scram);
+	free(cl);
+}
+
+/* The client leaves while holding a backend: make it reusable or drop. */
+static void
+detach_backend(struct client *cl)
+{
+	struct backend *be = cl->srv;
+	bool reset = cl->pinned ||
+		     cl->w->srv->cfg.pool_mode == POOL_SESSION;
+
+	cl->srv = NULL;
+	be->client = NULL;
+	if (be->qlen || be->skipping || be->state != BE_READY) {
+		backend_close(be, "client left during a request");
+		return;
+	}
+	if (be->tx_status != 'I' && backend_send_hidden_query(be, "ROLLBACK"))
+		goto fail;
+	if (reset) {
+		if (backend_send_hidden_query(be, "DISCARD ALL"))
+			goto fail;
+		be->state_sig = 0;
+		name_set_clear(&be->prepared);
+	}
+	if (be->qlen == 0) {
+		pool_release(be);
+		return;
+	}
+	be->releasing = true;
+	backend_flush(be);
+	return;
+fail:
+	backend_close(be, "out of memory");
+}
+
+void
+session_close(struct client *cl, const char *why)
+{
+	if (cl->state == CL_CLOSED)
+		return;
+	log_debug("client %s@%s closed: %s", cl->user, cl->database,
+		  why ? why : "");
+	if (cl->waiting)
+		pool_cancel_wait(cl);
+	if (cl->srv)
+		detach_backend(cl);
+	if (cl->cancel)
+		server_cancel_unregister(cl->w->srv, cl->cancel);
+	cl->state = CL_CLOSED;
+	loop_del(&cl->w->loop, cl->c.fd);
+	conn_close(&cl->c);
+	qlist_remove(&cl->link);
+	qlist_insert_tail(&cl->w->graveyard, &cl->link);
+}
+
+void
+session_backend_lost(struct client *cl, const char *why)
+{
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "pgvalet: server connection lost: %s",
+		 why ? why : "closed");
+	fatal(cl, "08006", msg);
+}
+
+/* ---- start-up ------------------------------------------------------------ */
+
+static void
+send_byte(struct client *cl, char b)
+{
+	if (buf_append(&cl->c.out, &b, 1) == 0)
+		session_flush(cl);
+}
+
+/* Quote a value as a SQL literal: 'it''s'. */
+static int
+add_startup_setting(struct client *cl, const char *name, const char *value)
+{
+	char sql[1200];
+	size_t n, i;
+
+	n = (size_t)snprintf(sql, sizeof(sql), "SET \"%s\" = '", name);
+	for (i = 0; value[i] && n + 4 < sizeof(sql); i++) {
+		if (value[i] == '\'')
+			sql[n++] = '\'';
+		sql[n++] = value[i];
+	}
+	if (value[i] || strlen(name) > 200)
+		return -1;
+	sql[n++] = '\'';
+	sql[n] = 0;
+	return guc_state_set(&cl->startup_settings, name, sql, n);
+}
+
+/* options=-c a=b --c=d : each becomes a startup setting. */
+static int
+parse_options(struct client *cl, const char *opts)
+{
+	char buf[1024], *save = NULL, *tok, *eq;
+	bool want_c = false;
+
+	if (strlen(opts) >= sizeof(buf))
+		return -1;
+	strcpy(buf, opts);
+	for (tok = strtok_r(buf, " \t", &save); tok;
+	     tok = strtok_r(NULL, " \t", &save)) {
+		if (strcmp(tok, "-c") == 0) {
+			want_c = true;
+			continue;
+		}
+		if (strncmp(tok, "-c", 2) == 0)
+			tok += 2;
+		else if (strncmp(tok, "--", 2) == 0)
+			tok += 2;
+		else if (!want_c)
+			return -1;
+		want_c = false;
+		eq = strchr(tok, '=');
+		if (!eq)
+			return -1;
+		*eq = 0;
+		if (add_startup_setting(cl, tok, eq + 1))
+			return -1;
+	}
+	return 0;
+}
+
+static int
+read_startup_params(struct client *cl, const uint8_t *p, size_t len)
+{
+	struct msg_reader r;
+	const char *k, *v;
+
+	msg_reader_init(&r, p, len);
+	while ((k = msg_read_str(&r, NULL)) && *k) {
+		v = msg_read_str(&r, NULL);
+		if (!v)
+			return -1;
+		if (strcmp(k, "user") == 0)
+			snprintf(cl->user, sizeof(cl->user), "%s", v);
+		else if (strcmp(k, "database") == 0)
+			snprintf(cl->database, sizeof(cl->database), "%s", v);
+		else if (strcmp(k, "options") == 0) {
+			if (parse_options(cl, v))
+				return -2;
+		} else if (strcmp(k, "replication") == 0) {
+			if (strcmp(v, "false") && strcmp(v, "0") &&
+			    strcmp(v, "off") && strcmp(v, "no"))
+				return -3;
+		} else if (strncmp(k, "_pq_.", 5) != 0) {
+			if (add_startup_setting(cl, k, v))
+				return -2;
+		}
+	}
+	return r.bad ? -1 : 0;
+}
+
+static void
+begin_auth(struct client *cl)
+{
+	const struct server *srv = cl->w->srv;
+	struct buf *b = &cl->c.out;
+	size_t start;
+
+	cl->cred = server_find_user(srv, cl->user);
+	scram_server_init(&cl->scram, cl->cred ? &cl->cred->secret :
+						 &srv->mock_secret);
+	msg_begin(b, 'R', &start);
+	msg_put_i32(b, 10);
+	msg_put_str(b, "SCRAM-SHA-256");
+	msg_put_u8(b, 0);
+	msg_end(b, start);
+	cl->state = CL_AUTH_INIT;
+	session_flush(cl);
+}
+
+static void
+handle_startup_message(struct client *cl, const uint8_t *body, size_t len,
+		       uint32_t code)
+{
+	int rc;
+
+	if (code >> 16 != 3) {
+		fatal(cl, "0A000", "unsupported frontend protocol");
+		return;
+	}
+	rc = read_startup_params(cl, body, len);
+	if (rc == -3) {
+		fatal(cl, "08P01", "pgvalet does not proxy replication "
+				   "connections");
+		return;
+	}
+	if (rc || !cl->user[0]) {
+		fatal(cl, rc == -2 ? "22023" : "28000",
+		      rc == -2 ? "invalid startup setting" :
+				 "no PostgreSQL user name specified in "
+				 "startup packet");
+		return;
+	}
+	if (!cl->database[0])
+		snprintf(cl->database, sizeof(cl->database), "%s", cl->user);
+	cl->startup = malloc(len ? len : 1);
+	if (!cl->startup) {
+		fatal(cl, "53200", "out of memory");
+		return;
+	}
+	memcpy(cl->startup, body, len);
+	cl->startup_len = len;
+	begin_auth(cl);
+}
+
+static void
+handle_cancel(struct client *cl, const uint8_t *body, size_t len)
+{
+	if (len == 8)
+		server_cancel_forward(cl->w->srv, msg_be32(body),
+				      msg_be32(body + 4));
+	session_close(cl, "cancel request");
+}
+
+static void
+answer_ssl(struct client *cl)
+{
+	const struct server *srv = cl->w->srv;
+
+	if (!srv->client_tls || cl->c.ssl) {
+		send_byte(cl, 'N');
+		return;
+	}
+	/* Bytes sent before the handshake could be injected (CVE-2021-23222). */
+	if (buf_pending(&cl->c.in)) {
+		fatal(cl, "08P01", "unencrypted data after SSL request");
+		return;
+	}
+	send_byte(cl, 'S');
+	if (cl->state == CL_CLOSED)
+		return;
+	if (tls_attach(&cl->c, srv->client_tls, 1, NULL)) {
+		session_close(cl, "TLS setup failed");
+		return;
+	}
+	cl->state = CL_TLS;
+}
+
+/* Returns true when it consumed a packet and the caller should go on. */
+static bool
+process_startup(struct client *cl)
+{
+	uint32_t len, code;
+	uint8_t body[MSG_STARTUP_MAX];
+	enum msg_frame_status st;
+
+	st = msg_startup_peek(buf_head(&cl->c.in), buf_pending(&cl->c.in),
+			      &len, &code);
+	if (st == FRAME_BAD_LENGTH) {
+		fatal(cl, "08P01", "invalid length of startup packet");
+		return false;
+	}
+	if (st == FRAME_NEED_MORE || buf_pending(&cl->c.in) < len)
+		return false;
+	memcpy(body, buf_head(&cl->c.in) + 8, len - 8);
+	buf_consume(&cl->c.in, len);
+	if (code == PROTO_SSL && len == 8)
+		answer_ssl(cl);
+	else if (code == PROTO_GSSENC && len == 8)
+		send_byte(cl, 'N');
+	else if (code == PROTO_CANCEL)
+		handle_cancel(cl, body, len - 8);
+	else
+		handle_startup_message(cl, body, len - 8, code);
+	return cl->state == CL_STARTUP;
+}
+
+/* ---- authentication and log-in ------------------------------------------ */
+
+static const char *
+startup_value(const struct client *cl, const char *name)
+{
+	struct msg_reader r;
+	const char *k, *v;
+
+	msg_reader_init(&r, (const uint8_t *)cl->startup, cl->startup_len);
+	while ((k = msg_read_str(&r, NULL)) && *k) {
+		v = msg_read_str(&r, NULL);
+		if (!v)
+			return NULL;
+		if (strcasecmp(k, name) == 0)
+			return v;
+	}
+	return NULL;
+}
+
+/* ParameterStatus from the pool's server, with the client's own values. */
+static int
+send_parameters(struct client *cl)
+{
+	const struct buf *params = &cl->pool->params;
+	struct buf *b = &cl->c.out;
+	struct msg_frame f;
+	struct msg_reader r;
+	const char *name, *value, *mine;
+	size_t off = 0, start;
+	int rc = 0;
+
+	while (off < params->len &&
+	       msg_frame_peek(params->data + off, params->len - off,
+			      SMALL_MESSAGE_MAX, &f) == FRAME_OK) {
+		msg_reader_init(&r, f.body, f.body_len);
+		name = msg_read_str(&r, NULL);
+		value = msg_read_str(&r, NULL);
+		off += f.len;
+		if (!name || !value)
+			continue;
+		mine = startup_value(cl, name);
+		rc |= msg_begin(b, 'S', &start);
+		rc |= msg_put_str(b, name);
+		rc |= msg_put_str(b, mine ? mine : value);
+		msg_end(b, start);
+	}
+	return rc;
+}
+
+static void
+send_welcome(struct client *cl)
+{
+	struct buf *b = &cl->c.out;
+	size_t start;
+
+	if (send_parameters(cl) || msg_begin(b, 'K', &start) ||
+	    msg_put_i32(b, (int32_t)cl->cancel->pid) ||
+	    msg_put_i32(b, (int32_t)cl->cancel->secret)) {
+		session_close(cl, "out of memory");
+		return;
+	}
+	msg_end(b, start);
+	cl->state = CL_ACTIVE;
+	send_ready(cl, 'I');
+	session_flush(cl);
+}
+
+static int
+register_cancel(struct client *cl)
+{
+	struct cancel_slot *slot = calloc(1, sizeof(*slot));
+	uint8_t rnd[8];
+
+	if (!slot)
+		return -1;
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		free(slot);
+		return -1;
+	}
+	slot->pid = msg_be32(rnd) & 0x7fffffff;
+	slot->secret = msg_be32(rnd + 4);
+	cl->cancel = slot;
+	server_cancel_register(cl->w->srv, slot);
+	return 0;
+}
+
+static void
+remember_client_key(struct client *cl)
+{
+	struct shared_pool *sp = cl->pool->shared;
+
+	if (cl->cred->password[0])
+		return;
+	pthread_mutex_lock(&sp->key_lock);
+	memcpy(sp->client_key, scram_server_client_key(&cl->scram),
+	       SCRAM_KEY_LEN);
+	sp->have_keys = true;
+	pthread_mutex_unlock(&sp->key_lock);
+}
+
+static void
+logged_in(struct client *cl)
+{
+	cl->pool = pool_get(cl->w, cl->database, cl->cred);
+	if (!cl->pool || register_cancel(cl) ||
+	    guc_state_copy(&cl->settings, &cl->startup_settings)) {
+		fatal(cl, "53200", "out of memory");
+		return;
+	}
+	remember_client_key(cl);
+	if (cl->pool->have_params) {
+		send_welcome(cl);
+		return;
+	}
+	cl->state = CL_WAIT_LOGIN;
+	if (pool_acquire(cl->pool, cl))
+		session_resume(cl);
+}
+
+static void
+sasl_reply(struct client *cl, int32_t code, const char *data, int len)
+{
+	struct buf *b = &cl->c.out;
+	size_t start;
+
+	msg_begin(b, 'R', &start);
+	msg_put_i32(b, code);
+	msg_put_bytes(b, data, (size_t)len);
+	msg_end(b, start);
+}
+
+static void
+auth_failed(struct client *cl)
+{
+	char msg[200];
+
+	snprintf(msg, sizeof(msg),
+		 "password authentication failed for user \"%.100s\"",
+		 cl->user);
+	fatal(cl, "28P01", msg);
+}
+
+static void
+handle_password(struct client *cl, const struct msg_frame *f)
+{
+	char out[1100], err[200];
+	struct msg_reader r;
+	const char *mech, *data;
+	int32_t dlen;
+	int n;
+
+	msg_reader_init(&r, f->body, f->body_len);
+	if (cl->state == CL_AUTH_INIT) {
+		mech = msg_read_str(&r, NULL);
+		dlen = msg_read_i32(&r);
+		data = (const char *)msg_read_bytes(&r, dlen > 0 ?
+						    (size_t)dlen : 0);
+		if (!mech || strcmp(mech, "SCRAM-SHA-256") || dlen <= 0 ||
+		    !data || !msg_reader_done(&r)) {
+			fatal(cl, "08P01", "malformed SASL initial response");
+			return;
+		}
+		n = scram_server_first(&cl->scram, data, (size_t)dlen, out,
+				       sizeof(out), err, sizeof(err));
+		if (n < 0) {
+			fatal(cl, "08P01", err);
+			return;
+		}
+		sasl_reply(cl, 11, out, n);
+		cl->state = CL_AUTH_CONT;
+		session_flush(cl);
+		return;
+	}
+	n = scram_server_final(&cl->scram, (const char *)f->body, f->body_len,
+			       out, sizeof(out), err, sizeof(err));
+	if (n == SCRAM_BAD_PASSWORD || (n >= 0 && !cl->cred)) {
+		auth_failed(cl);
+		return;
+	}
+	if (n < 0) {
+		fatal(cl, "08P01", err);
+		return;
+	}
+	sasl_reply(cl, 12, out, n);
+	sasl_reply(cl, 0, "", 0);
+	logged_in(cl);
+}
+
+/* ---- session state (transaction pooling) --------------------------------- */
+
+static bool
+changes_state(enum sql_kind k)
+{
+	return k == SQL_SET || k == SQL_RESET || k == SQL_RESET_ALL ||
+	       k == SQL_DISCARD_ALL;
+}
+
+static bool
+transaction_mode(const struct client *cl)
+{
+	return cl->w->srv->cfg.pool_mode == POOL_TRANSACTION;
+}
+
+void
+session_apply_ops(struct client *cl, const struct guc_op *ops, uint16_t n,
+		  bool ok)
+{
+	struct guc_op *nb;
+	uint16_t i;
+
+	if (!ok) {
+		guc_ops_free(cl->batch_ops, cl->nbatch_ops);
+		cl->batch_ops = NULL;
+		cl->nbatch_ops = 0;
+		return;
+	}
+	if (!n)
+		return;
+	nb = realloc(cl->batch_ops, (cl->nbatch_ops + n) * sizeof(*nb));
+	if (!nb) {
+		cl->pinned = true;	/* cannot track it: keep the backend */
+		return;
+	}
+	cl->batch_ops = nb;
+	for (i = 0; i < n; i++) {
+		nb[cl->nbatch_ops] = ops[i];
+		nb[cl->nbatch_ops].sql = ops[i].sql ? strdup(ops[i].sql) : NULL;
+		cl->nbatch_ops++;
+	}
+}
+
+static void
+reset_setting(struct client *cl, struct guc_state *st, const char *name)
+{
+	size_t i;
+
+	guc_state_reset(st, name);
+	for (i = 0; i < cl->startup_settings.n; i++) {
+		const struct guc_entry *e = &cl->startup_settings.v[i];
+
+		if (strcmp(e->name, name) == 0)
+			guc_state_set(st, name, e->sql, strlen(e->sql));
+	}
+}
+
+/* Apply the batch to tx_settings; true if the server's state is now
+ * something other than a replay of ours (RESET goes to server defaults). */
+static bool
+apply_batch(struct client *cl)
+{
+	struct guc_state *st = &cl->tx_settings;
+	bool reset_seen = false;
+	uint16_t i;
+
+	if (!cl->in_block)
+		guc_state_copy(st, &cl->settings);
+	cl->in_block = true;
+	for (i = 0; i < cl->nbatch_ops; i++) {
+		const struct guc_op *op = &cl->batch_ops[i];
+
+		if (op->kind == SQL_SET && op->sql) {
+			guc_state_set(st, op->name, op->sql, strlen(op->sql));
+			continue;
+		}
+		reset_seen = true;
+		if (op->kind == SQL_RESET) {
+			reset_setting(cl, st, op->name);
+			continue;
+		}
+		guc_state_copy(st, &cl->startup_settings);
+		if (op->kind == SQL_DISCARD_ALL) {
+			stmt_map_clear(&cl->stmts);
+			if (cl->srv)
+				name_set_clear(&cl->srv->prepared);
+		}
+	}
+	session_apply_ops(cl, NULL, 0, false);
+	return reset_seen;
+}
+
+void
+session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
+	      bool idle)
+{
+	struct backend *be = cl->srv;
+	bool reset_seen = false;
+
+	if (cl->nbatch_ops)
+		reset_seen = apply_batch(cl);
+	if (tx_status != 'I')
+		return;
+	if (cl->in_block && !rolled_back) {
+		guc_state_copy(&cl->settings, &cl->tx_settings);
+		if (be)
+			be->state_sig = reset_seen ? STATE_SIG_UNKNOWN :
+						     cl->settings.sig;
+	}
+	cl->in_block = false;
+	if (be && idle && transaction_mode(cl) && !cl->pinned &&
+	    backend_is_idle(be))
+		pool_release(be);
+}
+
+/* Before a transaction starts on a backend, give it the client's state. */
+static int
+sync_settings(struct client *cl)
+{
+	struct backend *be = cl->srv;
+	char *sql;
+	int rc;
+
+	if (!backend_is_idle(be) || be->state_sig == cl->settings.sig)
+		return 0;
+	sql = guc_state_replay_sql(&cl->settings);
+	if (!sql)
+		return -1;
+	rc = backend_send_hidden_query(be, sql);
+	free(sql);
+	be->state_sig = cl->settings.sig;
+	return rc;
+}
+
+/* ---- client messages ------------------------------------------------------ */
+
+static int
+send_plain(struct client *cl, const uint8_t *raw, size_t len,
+	   enum pend_kind kind)
+{
+	struct pending p = { .kind = (uint8_t)kind };
+
+	return backend_send(cl->srv, raw, len, &p);
+}
+
+static int
+make_ops(const char *text, size_t len, struct client *cl,
+	 struct guc_op **ops, uint16_t *nops)
+{
+	struct sql_stmt st[MAX_STATEMENTS];
+	size_t n, i;
+
+	*ops = NULL;
+	*nops = 0;
+	n = sqlclass_split(text, len, st, MAX_STATEMENTS);
+	if (n > MAX_STATEMENTS) {
+		cl->pinned = true;	/* too long to follow: keep it simple */
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		if (st[i].kind == SQL_PIN)
+			cl->pinned = true;
+		if (!changes_state(st[i].kind))
+			continue;
+		if (!*ops && !(*ops = calloc(n, sizeof(**ops))))
+			return -1;
+		(*ops)[*nops].kind = st[i].kind;
+		memcpy((*ops)[*nops].name, st[i].name, SQL_NAME_MAX);
+		(*ops)[*nops].sql = strndup(text + st[i].off, st[i].len);
+		(*nops)++;
+	}
+	return 0;
+}
+
+/* DEALLOCATE of a virtual statement is answered by the proxy. */
+static bool
+local_deallocate(struct client *cl, const char *text, size_t len, int *rc)
+{
+	struct sql_stmt st;
+	struct pending p = { .kind = PEND_SYNTH, .synth = SYNTH_DEALLOCATE };
+
+	if (sqlclass_split(text, len, &st, 1) != 1 ||
+	    (st.kind != SQL_DEALLOCATE && st.kind != SQL_DEALLOCATE_ALL))
+		return false;
+	if (st.kind == SQL_DEALLOCATE) {
+		if (!stmt_map_get(&cl->stmts, st.name))
+			return false;	/* not ours: let the server answer */
+		stmt_map_del(&cl->stmts, st.name);
+		p.stmt_name = strdup(st.name);
+	} else {
+		stmt_map_clear(&cl->stmts);
+	}
+	*rc = backend_send(cl->srv, NULL, 0, &p);
+	return true;
+}
+
+static int
+handle_query(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
+{
+	const char *text = (const char *)f->body;
+	size_t len = f->body_len - 1;
+	struct pending p = { .kind = PEND_QUERY };
+	int rc = 0;
+
+	if (!transaction_mode(cl) || !sqlclass_interesting(text, len))
+		return send_plain(cl, raw, f->len, PEND_QUERY);
+	if (local_deallocate(cl, text, len, &rc))
+		return rc;
+	if (make_ops(text, len, cl, &p.ops, &p.nops))
+		return -1;
+	return backend_send(cl->srv, raw, f->len, &p);
+}
+
+static void
+classify(const char *query, enum sql_kind *kind, char *guc,
+	 struct client *cl)
+{
+	size_t len = strlen(query);
+
+	*kind = SQL_OTHER;
+	guc[0] = 0;
+	if (!sqlclass_interesting(query, len))
+		return;
+	*kind = sqlclass_classify(query, len, guc, SQL_NAME_MAX);
+	if (*kind == SQL_PIN || memchr(query, ';', len))
+		cl->pinned = true;
+}
+
+/* Parse p under its server name on the client's backend, owing pend. */
+static int
+send_server_parse(struct client *cl, const struct pstmt *p,
+		  struct pending *pend)
+{
+	struct backend *be = cl->srv;
+	char name[STMT_SERVER_NAME_LEN];
+	size_t start;
+
+	stmt_server_name(p->hash, name);
+	if (msg_begin(&be->c.out, 'P', &start) ||
+	    msg_put_str(&be->c.out, name) ||
+	    msg_put_bytes(&be->c.out, p->parse_rest, p->rest_len))
+		return -1;
+	msg_end(&be->c.out, start);
+	if (name_set_add(&be->prepared, p->hash))
+		return -1;
+	pend->stmt_hash = p->hash;
+	return backend_send(be, NULL, 0, pend);
+}
+
+/* Make sure the backend has the server statement for p. */
+static int
+ensure_prepared(struct client *cl, const struct pstmt *p)
+{
+	struct pending pend = { .kind = PEND_HIDDEN_PARSE };
+
+	if (name_set_has(&cl->srv->prepared, p->hash))
+		return 0;
+	return send_server_parse(cl, p, &pend);
+}
+
+static int
+parse_named(struct client *cl, const char *name, const uint8_t *rest,
+	    size_t rest_len, enum sql_kind kind, const char *guc)
+{
+	struct backend *be = cl->srv;
+	struct pending pend = { .kind = PEND_SYNTH };
+	struct pstmt *p;
+
+	if (stmt_map_get(&cl->stmts, name)) {
+		pend.synth = SYNTH_ERROR_EXISTS;
+		pend.stmt_name = strdup(name);
+		cl->skip_until_sync = true;
+		return backend_send(be, NULL, 0, &pend);
+	}
+	p = stmt_map_add(&cl->stmts, name, rest, rest_len);
+	if (!p)
+		return -1;
+	p->kind = kind;
+	memcpy(p->guc, guc, SQL_NAME_MAX);
+	pend.stmt_name = strdup(name);
+	if (!pend.stmt_name)
+		return -1;
+	if (name_set_has(&be->prepared, p->hash)) {
+		pend.synth = SYNTH_PARSE_COMPLETE;
+		return backend_send(be, NULL, 0, &pend);
+	}
+	pend.kind = PEND_ONE;
+	return send_server_parse(cl, p, &pend);
+}
+
+static int
+handle_parse(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
+{
+	struct msg_reader r;
+	const char *name, *query;
+	size_t rest_off;
+	enum sql_kind kind;
+	char guc[SQL_NAME_MAX];
+
+	msg_reader_init(&r, f->body, f->body_len);
+	name = msg_read_str(&r, NULL);
+	rest_off = r.pos;
+	query = msg_read_str(&r, NULL);
+	if (!name || !query)
+		return -2;
+	if (!transaction_mode(cl))
+		return send_plain(cl, raw, f->len, PEND_ONE);
+	classify(query, &kind, guc, cl);
+	if (*name)
+		return parse_named(cl, name, f->body + rest_off,
+				   f->body_len - rest_off, kind, guc);
+	cl->unnamed_kind = kind;
+	memcpy(cl->unnamed_guc, guc, SQL_NAME_MAX);
+	free(cl->unnamed_sql);
+	cl->unnamed_sql = changes_state(kind) ? strdup(query) : NULL;
+	return send_plain(cl, raw, f->len, PEND_ONE);
+}
+
+/* Rewrite a message whose statement name sits after 'prefix_len' bytes
+ * of the body (Bind: portal; Describe/Close: the 'S' byte). */
+static int
+send_renamed(struct client *cl, const struct msg_frame *f, size_t prefix_len,
+	     size_t name_len, const struct pstmt *p, enum pend_kind kind)
+{
+	struct backend *be = cl->srv;
+	struct pending pend = { .kind = (uint8_t)kind };
+	char name[STMT_SERVER_NAME_LEN];
+	size_t start, tail = prefix_len + name_len + 1;
+
+	if (ensure_prepared(cl, p))
+		return -1;
+	stmt_server_name(p->hash, name);
+	if (msg_begin(&be->c.out, f->type, &start) ||
+	    msg_put_bytes(&be->c.out, f->body, prefix_len) ||
+	    msg_put_str(&be->c.out, name) ||
+	    msg_put_bytes(&be->c.out, f->body + tail, f->body_len - tail))
+		return -1;
+	msg_end(&be->c.out, start);
+	return backend_send(be, NULL, 0, &pend);
+}
+
+static void
+track_portal(struct client *cl, const char *portal, const struct pstmt *p)
+{
+	if (*portal)
+		return;
+	free(cl->portal_sql);
+	cl->portal_sql = NULL;
+	cl->portal_kind = p ? p->kind : cl->unnamed_kind;
+	memcpy(cl->portal_guc, p ? p->guc : cl->unnamed_guc, SQL_NAME_MAX);
+	if (changes_state(cl->portal_kind))
+		cl->portal_sql = strdup(p ? p->query : cl->unnamed_sql ?
+						     cl->unnamed_sql : "");
+}
+
+static int
+handle_bind(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
+{
+	struct msg_reader r;
+	const char *portal, *stmt;
+	size_t plen = 0, slen = 0;
+	const struct pstmt *p = NULL;
+
+	msg_reader_init(&r, f->body, f->body_len);
+	portal = msg_read_str(&r, &plen);
+	stmt = msg_read_str(&r, &slen);
+	if (!portal || !stmt)
+		return -2;
+	if (!transaction_mode(cl))
+		return send_plain(cl, raw, f->len, PEND_ONE);
+	if (*stmt)
+		p = stmt_map_get(&cl->stmts, stmt);
+	track_portal(cl, portal, p);
+	if (!p)
+		return send_plain(cl, raw, f->len, PEND_ONE);
+	return send_renamed(cl, f, plen + 1, slen, p, PEND_ONE);
+}
+
+static int
+handle_describe_close(struct client *cl, const struct msg_frame *f,
+		      const uint8_t *raw)
+{
+	enum pend_kind kind = f->type == 'D' ? PEND_DESCRIBE : PEND_ONE;
+	struct pending pend = { .kind = PEND_SYNTH,
+				.synth = SYNTH_CLOSE_COMPLETE };
+	const struct pstmt *p;
+	struct msg_reader r;
+	const char *name;
+	size_t nlen = 0;
+	uint8_t what;
+
+	msg_reader_init(&r, f->body, f->body_len);
+	what = msg_read_u8(&r);
+	name = msg_read_str(&r, &nlen);
+	if (!name || (what != 'S' && what != 'P'))
+		return -2;
+	if (!transaction_mode(cl) || what == 'P' || !*name ||
+	    !(p = stmt_map_get(&cl->stmts, name)))
+		return send_plain(cl, raw, f->len, kind);
+	if (f->type == 'D')
+		return send_renamed(cl, f, 1, nlen, p, PEND_DESCRIBE);
+	/* Close of a virtual statement: other clients may share it. */
+	stmt_map_del(&cl->stmts, name);
+	return backend_send(cl->srv, NULL, 0, &pend);
+}
+
+static int
+handle_execute(struct client *cl, const struct msg_frame *f,
+	       const uint8_t *raw)
+{
+	struct pending p = { .kind = PEND_EXECUTE };
+
+	if (transaction_mode(cl) && f->body_len && f->body[0] == 0 &&
+	    changes_state(cl->portal_kind)) {
+		p.ops = calloc(1, sizeof(*p.ops));
+		if (!p.ops)
+			return -1;
+		p.nops = 1;
+		p.ops[0].kind = cl->portal_kind;
+		memcpy(p.ops[0].name, cl->portal_guc, SQL_NAME_MAX);
+		p.ops[0].sql = cl->portal_sql ? strdup(cl->portal_sql) : NULL;
+	}
+	return backend_send(cl->srv, raw, f->len, &p);
+}
+
+static int
+dispatch(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
+{
+	switch (f->type) {
+	case 'Q':
+		if (f->body_len == 0 || f->body[f->body_len - 1] != 0)
+			return -2;
+		return handle_query(cl, f, raw);
+	case 'P':
+		return handle_parse(cl, f, raw);
+	case 'B':
+		return handle_bind(cl, f, raw);
+	case 'D':
+	case 'C':
+		return handle_describe_close(cl, f, raw);
+	case 'E':
+		return handle_execute(cl, f, raw);
+	case 'S':
+		return send_plain(cl, raw, f->len, PEND_SYNC);
+	case 'F':
+		return send_plain(cl, raw, f->len, PEND_QUERY);
+	default:	/* H, d, c, f: nothing is owed for them */
+		return backend_send(cl->srv, raw, f->len, NULL);
+	}
+}
+
+/* ---- the message loop ------------------------------------------------------- */
+
+static bool
+valid_type(uint8_t t, uint32_t *max)
+{
+	*max = SMALL_MESSAGE_MAX;
+	switch (t) {
+	case 'Q': case 'P': case 'B': case 'd': case 'F':
+		*max = LARGE_MESSAGE_MAX;
+		return true;
+	case 'E': case 'D': case 'C': case 'S': case 'H': case 'X':
+	case 'c': case 'f':
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Peek the next complete message; 1 = got one, 0 = need more, -1 = bad. */
+static int
+next_message(struct client *cl, struct msg_frame *f)
+{
+	const uint8_t *in = buf_head(&cl->c.in);
+	size_t avail = buf_pending(&cl->c.in);
+	char msg[80];
+	uint32_t max;
+
+	if (avail < MSG_HEADER_LEN)
+		return 0;
+	if (!valid_type(in[0], &max)) {
+		snprintf(msg, sizeof(msg), "invalid frontend message type %d",
+			 in[0]);
+		fatal(cl, "08P01", msg);
+		return -1;
+	}
+	if (msg_frame_peek(in, avail, max, f) != FRAME_OK) {
+		fatal(cl, "08P01", "invalid message length");
+		return -1;
+	}
+	return f->avail == f->body_len;
+}
+
+/* Messages the server would discard anyway (after an error, before
+ * Sync) are dropped here.  Returns true when the message was consumed. */
+static bool
+skip_message(struct client *cl, const struct msg_frame *f)
+{
+	if (f->type != 'S' && (cl->skip_until_sync ||
+			       (cl->srv && cl->srv->skipping))) {
+		buf_consume(&cl->c.in, f->len);
+		return true;
+	}
+	if (f->type == 'S' && cl->skip_until_sync && !cl->srv) {
+		cl->skip_until_sync = false;
+		buf_consume(&cl->c.in, f->len);
+		send_ready(cl, 'I');
+		return true;
+	}
+	cl->skip_until_sync = false;
+	return false;
+}
+
+static void
+process_messages(struct client *cl)
+{
+	struct msg_frame f;
+	int rc;
+
+	while (cl->state == CL_ACTIVE) {
+		rc = next_message(cl, &f);
+		if (rc <= 0)
+			return;
+		if (skip_message(cl, &f))
+			continue;
+		if (f.type == 'X') {
+			session_close(cl, "client terminated");
+			return;
+		}
+		if (!cl->srv && (cl->waiting || !pool_acquire(cl->pool, cl)))
+			return;
+		if (buf_pending(&cl->srv->c.out) > SERVER_OUT_LIMIT)
+			return;	/* resumed when the backend drains */
+		if (transaction_mode(cl) && sync_settings(cl))
+			rc = -1;
+		else
+			rc = dispatch(cl, &f, buf_head(&cl->c.in));
+		if (rc == -2) {
+			fatal(cl, "08P01", "malformed message");
+			return;
+		}
+		if (rc < 0) {
+			fatal(cl, "53200", "out of memory");
+			return;
+		}
+		buf_consume(&cl->c.in, f.len);
+	}
+}
+
+static bool
+process_auth(struct client *cl)
+{
+	struct msg_frame f;
+	enum msg_frame_status st;
+
+	st = msg_frame_peek(buf_head(&cl->c.in), buf_pending(&cl->c.in),
+			    SMALL_MESSAGE_MAX, &f);
+	if (st == FRAME_NEED_MORE || (st == FRAME_OK && f.avail < f.body_len))
+		return false;
+	if (st != FRAME_OK || f.type != 'p') {
+		fatal(cl, "08P01", "expected SASL response");
+		return false;
+	}
+	handle_password(cl, &f);
+	if (cl->state != CL_CLOSED)
+		buf_consume(&cl->c.in, f.len);
+	return cl->state == CL_AUTH_CONT;
+}
+
+static bool
+drive_client_tls(struct client *cl)
+{
+	char err[256];
+	int r = tls_handshake(&cl->c, err, sizeof(err));
+
+	if (r == 1)
+		return false;
+	if (r < 0) {
+		log_debug("client TLS: %s", err);
+		session_close(cl, err);
+		return false;
+	}
+	cl->state = CL_STARTUP;
+	cl->c.readable = true;	/* TLS may hold decrypted bytes */
+	return true;
+}
+
+static void
+dispatch_by_state(struct client *cl)
+{
+	switch (cl->state) {
+	case CL_STARTUP:
+		while (process_startup(cl))
+			;
+		break;
+	case CL_AUTH_INIT:
+	case CL_AUTH_CONT:
+		while (process_auth(cl))
+			;
+		break;
+	case CL_ACTIVE:
+		process_messages(cl);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+session_process(struct client *cl)
+{
+	enum conn_io io = CONN_IO_DONE;
+	size_t want, before;
+
+	for (;;) {
+		if (cl->state == CL_CLOSED)
+			return;
+		if (cl->state == CL_TLS && !drive_client_tls(cl))
+			break;
+		want = cl->state == CL_ACTIVE ?
+			       msg_read_want(buf_head(&cl->c.in),
+					     buf_pending(&cl->c.in),
+					     CLIENT_READ_LIMIT) :
+			       CLIENT_READ_LIMIT;
+		if (cl->c.readable && buf_pending(&cl->c.in) < want)
+			io = conn_read(&cl->c, want);
+		before = buf_pending(&cl->c.in);
+		dispatch_by_state(cl);
+		if (cl->state == CL_CLOSED)
+			return;
+		buf_compact(&cl->c.in);
+		if (io == CONN_IO_ERROR || !cl->c.readable ||
+		    buf_pending(&cl->c.in) >= before)
+			break;	/* drained, or blocked until resumed */
+	}
+	if (cl->srv)
+		backend_flush(cl->srv);
+	session_flush(cl);
+	if (cl->state == CL_CLOSED)
+		return;
+	if (io == CONN_IO_ERROR)
+		session_close(cl, cl->c.error);
+	else if (!buf_pending(&cl->c.in))
+		buf_release(&cl->c.in);
+}
+
+void
+session_resume(struct client *cl)
+{
+	if (cl->state == CL_WAIT_LOGIN && cl->srv) {
+		send_welcome(cl);
+		if (transaction_mode(cl) && backend_is_idle(cl->srv))
+			pool_release(cl->srv);
+	}
+	session_process(cl);
+}
+
+/* Drop the client's request up to its end (Query or Sync). */
+static void
+drop_request(struct client *cl)
+{
+	struct msg_frame f;
+
+	while (next_message(cl, &f) > 0) {
+		buf_consume(&cl->c.in, f.len);
+		if (f.type == 'Q' || f.type == 'F' || f.type == 'S') {
+			send_ready(cl, 'I');
+			return;
+		}
+	}
+	if (cl->state != CL_CLOSED)
+		cl->skip_until_sync = true;
+}
+
+void
+session_fail_request(struct client *cl, const char *sqlstate,
+		     const char *msg)
+{
+	if (cl->state == CL_WAIT_LOGIN) {
+		fatal(cl, sqlstate, msg);
+		return;
+	}
+	send_error(cl, "ERROR", sqlstate, msg);
+	drop_request(cl);
+	session_flush(cl);
+}
+
+static void
+client_on_event(struct loop_watch *wt, uint32_t events)
+{
+	struct client *cl = qlist_entry(wt, struct client, c.watch);
+
+	if (cl->state == CL_CLOSED)
+		return;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		cl->c.readable = true;
+	if (events & EPOLLOUT && buf_pending(&cl->c.out)) {
+		session_flush(cl);
+		if (cl->state == CL_CLOSED)
+			return;
+		if (cl->srv && !buf_pending(&cl->c.out) &&
+		    buf_pending(&cl->srv->c.in))
+			backend_process(cl->srv);
+		if (cl->state == CL_CLOSED)
+			return;
+	}
+	session_process(cl);
+}

@@ -1,0 +1,337 @@
+#include "pool/sqlclass.h"
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+struct lexer {
+	const char *s;
+	size_t len;
+	size_t pos;
+};
+
+static bool
+is_ident_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_' || c == '$' ||
+	       (unsigned char)c >= 0x80;
+}
+
+/* Skip a quoted run starting at pos (the opening quote). */
+static void
+skip_quoted(struct lexer *lx, char q, bool backslash)
+{
+	lx->pos++;
+	while (lx->pos < lx->len) {
+		char c = lx->s[lx->pos++];
+
+		if (backslash && c == '\\') {
+			lx->pos++;
+			continue;
+		}
+		if (c != q)
+			continue;
+		if (lx->pos < lx->len && lx->s[lx->pos] == q) {
+			lx->pos++;	/* doubled quote */
+			continue;
+		}
+		return;
+	}
+}
+
+/* $tag$ ... $tag$; pos at the first '$'.  Returns false if not a tag. */
+static bool
+skip_dollar(struct lexer *lx)
+{
+	size_t start = lx->pos, p = lx->pos + 1, taglen;
+	const char *end;
+
+	if (p < lx->len && isdigit((unsigned char)lx->s[p]))
+		return false;	/* $1: a parameter, not a quote */
+	while (p < lx->len && lx->s[p] != '$') {
+		if (!is_ident_char(lx->s[p]))
+			return false;
+		p++;
+	}
+	if (p >= lx->len)
+		return false;
+	taglen = p - start + 1;
+	p++;
+	while (p + taglen <= lx->len) {
+		end = memchr(lx->s + p, '$', lx->len - p);
+		if (!end || (size_t)(end - lx->s) + taglen > lx->len)
+			break;
+		if (memcmp(end, lx->s + start, taglen) == 0) {
+			lx->pos = (size_t)(end - lx->s) + taglen;
+			return true;
+		}
+		p = (size_t)(end - lx->s) + 1;
+	}
+	lx->pos = lx->len;
+	return true;
+}
+
+static void
+skip_block_comment(struct lexer *lx)
+{
+	int depth = 1;
+
+	lx->pos += 2;
+	while (lx->pos + 1 < lx->len && depth > 0) {
+		if (lx->s[lx->pos] == '/' && lx->s[lx->pos + 1] == '*') {
+			depth++;
+			lx->pos += 2;
+		} else if (lx->s[lx->pos] == '*' && lx->s[lx->pos + 1] == '/') {
+			depth--;
+			lx->pos += 2;
+		} else {
+			lx->pos++;
+		}
+	}
+	if (depth > 0)
+		lx->pos = lx->len;
+}
+
+/* Skip whitespace and comments. */
+static void
+skip_space(struct lexer *lx)
+{
+	while (lx->pos < lx->len) {
+		char c = lx->s[lx->pos];
+
+		if (isspace((unsigned char)c)) {
+			lx->pos++;
+		} else if (c == '-' && lx->pos + 1 < lx->len &&
+			   lx->s[lx->pos + 1] == '-') {
+			while (lx->pos < lx->len && lx->s[lx->pos] != '\n')
+				lx->pos++;
+		} else if (c == '/' && lx->pos + 1 < lx->len &&
+			   lx->s[lx->pos + 1] == '*') {
+			skip_block_comment(lx);
+		} else {
+			return;
+		}
+	}
+}
+
+/* Next word (identifier or quoted identifier) into out, lower-cased. */
+static bool
+next_word(struct lexer *lx, char *out, size_t outlen)
+{
+	size_t n = 0, start;
+
+	skip_space(lx);
+	if (lx->pos >= lx->len)
+		return false;
+	if (lx->s[lx->pos] == '"') {
+		start = ++lx->pos;
+		while (lx->pos < lx->len && lx->s[lx->pos] != '"')
+			lx->pos++;
+		n = lx->pos - start;
+		if (lx->pos < lx->len)
+			lx->pos++;
+		if (n + 1 > outlen)
+			return false;
+		memcpy(out, lx->s + start, n);
+		out[n] = 0;
+		return true;
+	}
+	while (lx->pos < lx->len &&
+	       (is_ident_char(lx->s[lx->pos]) || lx->s[lx->pos] == '.')) {
+		if (n + 1 >= outlen)
+			return false;
+		out[n++] = (char)tolower((unsigned char)lx->s[lx->pos++]);
+	}
+	out[n] = 0;
+	return n > 0;
+}
+
+static bool
+contains_ci(const char *text, size_t len, const char *needle)
+{
+	size_t nlen = strlen(needle), i;
+
+	for (i = 0; i + nlen <= len; i++)
+		if (strncasecmp(text + i, needle, nlen) == 0)
+			return true;
+	return false;
+}
+
+static enum sql_kind
+classify_set(struct lexer *lx, char *name, size_t namelen)
+{
+	char w[SQL_NAME_MAX];
+
+	if (!next_word(lx, w, sizeof(w)))
+		return SQL_OTHER;
+	if (strcmp(w, "local") == 0 || strcmp(w, "transaction") == 0)
+		return SQL_OTHER;	/* ends with the transaction */
+	if (strcmp(w, "session") == 0) {
+		if (!next_word(lx, w, sizeof(w)))
+			return SQL_OTHER;
+		if (strcmp(w, "characteristics") == 0)
+			snprintf(name, namelen, "%s", "session characteristics");
+		else if (strcmp(w, "authorization") == 0)
+			snprintf(name, namelen, "%s", "session_authorization");
+		else
+			snprintf(name, namelen, "%s", w);
+	} else if (strcmp(w, "time") == 0) {
+		snprintf(name, namelen, "%s", "timezone");
+	} else if (strcmp(w, "names") == 0) {
+		snprintf(name, namelen, "%s", "client_encoding");
+	} else if (strcmp(w, "schema") == 0) {
+		snprintf(name, namelen, "%s", "search_path");
+	} else {
+		snprintf(name, namelen, "%s", w);
+	}
+	/* SET x TO DEFAULT / = DEFAULT is a RESET. */
+	skip_space(lx);
+	if (lx->pos < lx->len && lx->s[lx->pos] == '=')
+		lx->pos++;
+	else if (next_word(lx, w, sizeof(w)) && strcmp(w, "to") != 0)
+		return SQL_SET;
+	if (next_word(lx, w, sizeof(w)) && strcmp(w, "default") == 0) {
+		skip_space(lx);
+		if (lx->pos >= lx->len)
+			return SQL_RESET;
+	}
+	return SQL_SET;
+}
+
+static enum sql_kind
+classify_words(struct lexer *lx, const char *w0, char *name, size_t namelen)
+{
+	char w[SQL_NAME_MAX];
+
+	if (strcmp(w0, "set") == 0)
+		return classify_set(lx, name, namelen);
+	if (strcmp(w0, "reset") == 0) {
+		if (!next_word(lx, w, sizeof(w)))
+			return SQL_OTHER;
+		if (strcmp(w, "all") == 0)
+			return SQL_RESET_ALL;
+		snprintf(name, namelen, "%s", w);
+		return SQL_RESET;
+	}
+	if (strcmp(w0, "discard") == 0)
+		return next_word(lx, w, sizeof(w)) && strcmp(w, "all") == 0 ?
+			       SQL_DISCARD_ALL : SQL_PIN;
+	if (strcmp(w0, "deallocate") == 0) {
+		if (!next_word(lx, w, sizeof(w)))
+			return SQL_OTHER;
+		if (strcmp(w, "prepare") == 0 && !next_word(lx, w, sizeof(w)))
+			return SQL_OTHER;
+		if (strcmp(w, "all") == 0)
+			return SQL_DEALLOCATE_ALL;
+		snprintf(name, namelen, "%s", w);
+		return SQL_DEALLOCATE;
+	}
+	if (strcmp(w0, "listen") == 0 || strcmp(w0, "prepare") == 0 ||
+	    strcmp(w0, "load") == 0)
+		return SQL_PIN;
+	if (strcmp(w0, "create") == 0 || strcmp(w0, "declare") == 0) {
+		if (!next_word(lx, w, sizeof(w)))
+			return SQL_OTHER;
+		if (strcmp(w, "temp") == 0 || strcmp(w, "temporary") == 0 ||
+		    contains_ci(lx->s, lx->len, "with hold"))
+			return SQL_PIN;
+		if (strcmp(w, "local") == 0 || strcmp(w, "global") == 0)
+			return SQL_PIN;	/* CREATE LOCAL TEMP TABLE */
+	}
+	return SQL_OTHER;
+}
+
+enum sql_kind
+sqlclass_classify(const char *text, size_t len, char *name, size_t namelen)
+{
+	struct lexer lx = { .s = text, .len = len };
+	char w0[SQL_NAME_MAX];
+	enum sql_kind kind;
+
+	name[0] = 0;
+	if (!next_word(&lx, w0, sizeof(w0)))
+		return SQL_OTHER;
+	kind = classify_words(&lx, w0, name, namelen);
+	if (kind != SQL_OTHER)
+		return kind;
+	/* Session-lifetime side effects hidden in function calls. */
+	if (contains_ci(text, len, "pg_advisory_lock") ||
+	    contains_ci(text, len, "pg_try_advisory_lock") ||
+	    contains_ci(text, len, "set_config"))
+		return SQL_PIN;
+	return SQL_OTHER;
+}
+
+static void
+emit(const char *text, size_t start, size_t end, struct sql_stmt *out,
+     size_t max, size_t *count)
+{
+	struct lexer lx = { .s = text + start, .len = end - start };
+	struct sql_stmt *st;
+
+	skip_space(&lx);
+	if (lx.pos >= lx.len)
+		return;		/* empty statement */
+	if (*count < max) {
+		st = &out[*count];
+		st->off = start;
+		st->len = end - start;
+		st->kind = sqlclass_classify(text + start, end - start,
+					     st->name, sizeof(st->name));
+	}
+	(*count)++;
+}
+
+size_t
+sqlclass_split(const char *text, size_t len, struct sql_stmt *out,
+	       size_t max)
+{
+	struct lexer lx = { .s = text, .len = len };
+	size_t start = 0, count = 0;
+	char c;
+
+	while (lx.pos < lx.len) {
+		c = text[lx.pos];
+		if (c == '\'') {
+			bool esc = lx.pos > 0 &&
+				   (text[lx.pos - 1] == 'E' ||
+				    text[lx.pos - 1] == 'e');
+			skip_quoted(&lx, '\'', esc);
+		} else if (c == '"') {
+			skip_quoted(&lx, '"', false);
+		} else if (c == '$' && (lx.pos == 0 ||
+					!is_ident_char(text[lx.pos - 1]))) {
+			if (!skip_dollar(&lx))
+				lx.pos++;
+		} else if ((c == '-' || c == '/') && lx.pos + 1 < lx.len &&
+			   text[lx.pos + 1] == (c == '-' ? '-' : '*')) {
+			skip_space(&lx);
+		} else if (c == ';') {
+			emit(text, start, lx.pos, out, max, &count);
+			start = ++lx.pos;
+		} else {
+			lx.pos++;
+		}
+	}
+	emit(text, start, len, out, max, &count);
+	return count;
+}
+
+int
+sqlclass_interesting(const char *text, size_t len)
+{
+	struct lexer lx = { .s = text, .len = len };
+	char w0[16];
+
+	if (memchr(text, ';', len))
+		return 1;
+	if (!next_word(&lx, w0, sizeof(w0)))
+		return 0;
+	if (strcmp(w0, "select") == 0 || strcmp(w0, "with") == 0)
+		return contains_ci(text, len, "advisory") ||
+		       contains_ci(text, len, "set_config");
+	return strcmp(w0, "insert") != 0 && strcmp(w0, "update") != 0 &&
+	       strcmp(w0, "delete") != 0 && strcmp(w0, "begin") != 0 &&
+	       strcmp(w0, "commit") != 0 && strcmp(w0, "rollback") != 0;
+}
