@@ -39,7 +39,7 @@ LIB     := $(O)/libpgvalet.a
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BIN := $(patsubst %.c,$(O)/%,$(UNIT_SRC))
 
-.PHONY: all test unit integration asan fuzz fuzz-replay bench demo soak clean deps
+.PHONY: all test unit integration asan fuzz fuzz-replay symbols bench demo soak clean deps
 all: $(O)/pgvalet
 
 $(O)/%.o: %.c
@@ -67,12 +67,12 @@ integration: $(O)/pgvalet
 	PGVALET_BINARY=$(abspath $(O)/pgvalet) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: deps
-	$(MAKE) all
-	$(MAKE) unit
+	$(MAKE) all symbols
+	$(MAKE) unit fuzz-replay
 	$(MAKE) integration
 
 asan: deps
-	$(MAKE) BUILD=asan all unit
+	$(MAKE) BUILD=asan all unit fuzz-replay
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(MAKE) BUILD=asan integration
 
@@ -84,5 +84,66 @@ demo: deps all
 
 clean:
 	rm -rf build
+
+# ---- fuzzing -----------------------------------------------------------------
+# make fuzz          clang + libFuzzer + ASan/UBSan, each target FUZZ_SECONDS
+# make fuzz-replay   gcc build of each target + replay_main.c against $(LIB),
+#                    run over its committed corpus (no libFuzzer needed)
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl
+FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -Isrc -Itests/fuzz $(PKG_CFLAGS)
+FUZZ_LIBS    := $(PKG_LIBS) -lpthread
+
+# The library sources each target needs, compiled with clang (coverage
+# instrumentation included) into build/fuzz/, not taken from the gcc .a.
+fuzz_msg_SRC      := src/proto/msg.c src/net/buf.c
+fuzz_sqlclass_SRC := src/pool/sqlclass.c
+fuzz_scram_SRC    := src/proto/scram.c
+fuzz_pgurl_SRC    := src/core/pgurl.c
+
+build/fuzz/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+define FUZZ_RULES
+build/fuzz/$(1): tests/fuzz/$(1).c tests/fuzz/fuzz.h $$($(1)_SRC:%.c=build/fuzz/%.o)
+	@mkdir -p $$(dir $$@)
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer -o $$@ $$< \
+	  $$(filter %.o,$$^) $$(FUZZ_LIBS)
+
+$(O)/fuzz-replay/$(1): tests/fuzz/$(1).c tests/fuzz/replay_main.c tests/fuzz/fuzz.h $$(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) -Itests/fuzz $$(LDOPT) -o $$@ $$< tests/fuzz/replay_main.c \
+	  $$(LIB) $$(LDLIBS)
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_RULES,$(t))))
+
+# New inputs go to build/fuzz/corpus/<t> (the committed seeds stay as they
+# are); crashes to build/fuzz/artifacts/.  Targets run one after another.
+fuzz: deps $(FUZZ_TARGETS:%=build/fuzz/%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t build/fuzz/artifacts; \
+	  echo "== $$t: $(FUZZ_SECONDS) s"; \
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/artifacts/$$t- \
+	    build/fuzz/corpus/$$t tests/fuzz/corpus/$$t; \
+	done
+
+fuzz-replay: $(FUZZ_TARGETS:%=$(O)/fuzz-replay/%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  $(O)/fuzz-replay/$$t tests/fuzz/corpus/$$t; \
+	done
+
+# Our symbols must not be exported: libpg_query exports the PG parser's
+# internals and an exported name of ours would interpose on them.
+symbols: $(O)/pgvalet
+	@bad=$$(nm -D --defined-only $(O)/pgvalet | awk '$$2 ~ /^[TDB]$$/ && $$3 !~ /@/ {print $$3}'); \
+	if [ -n "$$bad" ]; then echo "exported symbols: $$bad"; exit 1; fi
+
+FUZZ_OBJ := $(patsubst %.c,build/fuzz/%.o,$(sort $(foreach t,$(FUZZ_TARGETS),$($(t)_SRC))))
+-include $(FUZZ_OBJ:.o=.d)
 
 -include $(OBJ:.o=.d) $(O)/src/main.d

@@ -742,6 +742,13 @@ client_blocked(const struct backend *be)
 	       buf_pending(&cl->c.out) > CLIENT_OUT_LIMIT;
 }
 
+static void
+flush_client(struct backend *be)
+{
+	if (be->client && be->client->flush_pending)
+		session_flush(be->client);
+}
+
 /* Handle complete messages in be->c.in; false if the backend closed. */
 static bool
 process_messages(struct backend *be)
@@ -776,12 +783,6 @@ process_messages(struct backend *be)
 	}
 }
 
-static void
-flush_client(struct backend *be)
-{
-	if (be->client && be->client->flush_pending)
-		session_flush(be->client);
-}
 
 void
 backend_process(struct backend *be)
@@ -795,16 +796,24 @@ backend_process(struct backend *be)
 		if (be->state == BE_TLS && !drive_tls(be))
 			break;
 		want = msg_read_want(buf_head(&be->c.in),
-				     buf_pending(&be->c.in), BE_READ_LIMIT);
+				     buf_pending(&be->c.in), BE_READ_LIMIT,
+				     BE_MAX_MESSAGE);
 		if (be->c.readable && buf_pending(&be->c.in) < want)
 			io = conn_read(&be->c, want);
 		before = buf_pending(&be->c.in);
 		if (!process_messages(be))
 			return;
 		buf_compact(&be->c.in);
+		if (client_blocked(be)) {
+			/* Only a full socket brings an EPOLLOUT to resume us. */
+			flush_client(be);
+			if (be->state == BE_CLOSED || client_blocked(be))
+				break;
+			continue;
+		}
 		if (io == CONN_IO_ERROR || !be->c.readable ||
 		    buf_pending(&be->c.in) >= before)
-			break;	/* drained, or blocked on the client */
+			break;	/* drained, or waiting for more */
 	}
 	flush_client(be);
 	backend_flush(be);

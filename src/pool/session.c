@@ -1037,6 +1037,12 @@ dispatch(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 /* ---- the message loop ------------------------------------------------------- */
 
 static bool
+server_blocked(const struct client *cl)
+{
+	return cl->srv && buf_pending(&cl->srv->c.out) > SERVER_OUT_LIMIT;
+}
+
+static bool
 valid_type(uint8_t t, uint32_t *max)
 {
 	*max = SMALL_MESSAGE_MAX;
@@ -1114,8 +1120,8 @@ process_messages(struct client *cl)
 		}
 		if (!cl->srv && (cl->waiting || !pool_acquire(cl->pool, cl)))
 			return;
-		if (buf_pending(&cl->srv->c.out) > SERVER_OUT_LIMIT)
-			return;	/* resumed when the backend drains */
+		if (server_blocked(cl))
+			return;	/* session_process flushes and resumes */
 		if (transaction_mode(cl) && sync_settings(cl))
 			rc = -1;
 		else
@@ -1205,7 +1211,8 @@ session_process(struct client *cl)
 		want = cl->state == CL_ACTIVE ?
 			       msg_read_want(buf_head(&cl->c.in),
 					     buf_pending(&cl->c.in),
-					     CLIENT_READ_LIMIT) :
+					     CLIENT_READ_LIMIT,
+					     LARGE_MESSAGE_MAX) :
 			       CLIENT_READ_LIMIT;
 		if (cl->c.readable && buf_pending(&cl->c.in) < want)
 			io = conn_read(&cl->c, want);
@@ -1214,9 +1221,17 @@ session_process(struct client *cl)
 		if (cl->state == CL_CLOSED)
 			return;
 		buf_compact(&cl->c.in);
+		if (server_blocked(cl)) {
+			/* Only a full socket brings an EPOLLOUT to resume us. */
+			backend_flush(cl->srv);
+			if (cl->state == CL_CLOSED || !cl->srv ||
+			    server_blocked(cl))
+				break;
+			continue;
+		}
 		if (io == CONN_IO_ERROR || !cl->c.readable ||
 		    buf_pending(&cl->c.in) >= before)
-			break;	/* drained, or blocked until resumed */
+			break;	/* drained, or waiting for a backend */
 	}
 	if (cl->srv)
 		backend_flush(cl->srv);
@@ -1283,8 +1298,9 @@ client_on_event(struct loop_watch *wt, uint32_t events)
 		session_flush(cl);
 		if (cl->state == CL_CLOSED)
 			return;
+		/* The backend stopped reading while we were full. */
 		if (cl->srv && !buf_pending(&cl->c.out) &&
-		    buf_pending(&cl->srv->c.in))
+		    (buf_pending(&cl->srv->c.in) || cl->srv->c.readable))
 			backend_process(cl->srv);
 		if (cl->state == CL_CLOSED)
 			return;

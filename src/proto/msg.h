@@ -68,9 +68,11 @@ enum msg_frame_status msg_startup_peek(const uint8_t *in, size_t in_len,
 
 /*
  * How many unread bytes a buffer should be allowed to hold so the message
- * at its head can complete: at least 'floor', more for a larger message.
+ * at its head can complete: at least 'floor', more for a larger message,
+ * never more than max (a longer one is refused by msg_frame_peek).
  */
-size_t msg_read_want(const uint8_t *in, size_t in_len, size_t floor);
+size_t msg_read_want(const uint8_t *in, size_t in_len, size_t floor,
+		     size_t max);
 
 void msg_reader_init(struct msg_reader *r, const uint8_t *p, size_t len);
 uint8_t msg_read_u8(struct msg_reader *r);

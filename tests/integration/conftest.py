@@ -7,9 +7,11 @@ does not assert proxy-only behaviour also runs (and must pass) against raw
 Postgres; tests marked `proxy_only` are skipped then.
 """
 import atexit
+import ctypes
 import os
 import re
 import resource
+import signal
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,8 @@ import uuid
 from pathlib import Path
 
 import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +30,12 @@ PG_CLUSTER = str(ROOT / "scripts" / "pg-cluster")
 BINARY = os.environ.get("PGVALET_BINARY") or None
 USER, PASSWORD, DB = "pgvalet", "pgvalet-pass", "pgvalet"
 HOST = "127.0.0.1"
+
+# A proxy that stops answering must fail the test (pytest-timeout), not hang the
+# run: libpq's own blocking waits ignore signals, psycopg2's Python-level wait
+# callback does not.  (COPY needs the callback off: see test_copy.py.)
+psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
+os.environ.setdefault("PGCONNECT_TIMEOUT", "10")
 
 # 1,000-client tests need more than the usual 1,024 descriptors; raise the
 # soft limit here so proxies started by the fixtures inherit it too.
@@ -36,7 +46,17 @@ if _hard == resource.RLIM_INFINITY or _hard > _soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")  # so fixtures tear down clusters and proxies
+
+
+def _die_with_parent():
+    # PR_SET_PDEATHSIG: the proxy dies with the test run even if pytest is killed.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 def pytest_configure(config):
+    signal.signal(signal.SIGTERM, _sigterm)
     config.addinivalue_line("markers", "proxy_only: asserts pgvalet-only behaviour; skipped without PGVALET_BINARY")
 
 
@@ -234,7 +254,8 @@ def proxy(pg, proxy_log_dir, request):
                     "--pool-mode", pool_mode, "--pool-size", str(pool_size), *extra]
             logf = open(log_path, "wb")
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
             logf.close()
             p = Proxy(port, proc, log_path, cluster, args)
             started.append(p)

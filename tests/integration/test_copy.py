@@ -1,10 +1,14 @@
 """COPY in and out through the proxy, and COPY failures that leave the session usable."""
+import contextlib
 import hashlib
 import io
+import threading
 
 import psycopg
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
+import psycopg2.extras
 import pytest
 
 N = 100_000
@@ -12,6 +16,30 @@ N = 100_000
 
 def rows_text(n=N):
     return "".join(f"{i}\tname-{i}\t{i * 7 % 1000}.5\n" for i in range(1, n + 1))
+
+
+def copy_expert(cur, sql, f, timeout=60):
+    """psycopg2 COPY refuses to run with a wait callback, and libpq's own wait
+    ignores signals: run it blocking in a thread so a stuck proxy fails the test."""
+    box = {}
+
+    def run():
+        try:
+            cur.copy_expert(sql, f)
+        except BaseException as e:  # noqa: BLE001
+            box["exc"] = e
+
+    psycopg2.extensions.set_wait_callback(None)
+    try:
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(timeout)
+    finally:
+        psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
+    if t.is_alive():
+        pytest.fail(f"COPY did not finish within {timeout}s: {sql}")
+    if "exc" in box:
+        raise box["exc"]
 
 
 def create(conn, name):
@@ -24,14 +52,14 @@ def test_psycopg2_copy_100k_rows_roundtrip(proxy, mode, uniq):
     create(conn, uniq)
     data = rows_text()
     cur = conn.cursor()
-    cur.copy_expert(f"COPY {uniq} FROM STDIN", io.StringIO(data))
+    copy_expert(cur, f"COPY {uniq} FROM STDIN", io.StringIO(data))
     assert cur.rowcount == N
     cur.execute(f"SELECT count(*), sum(id), sum(amount) FROM {uniq}")
     count, sid, samount = cur.fetchone()
     assert (count, sid) == (N, N * (N + 1) // 2)
     assert samount == sum(i * 7 % 1000 + 0.5 for i in range(1, N + 1))
     out = io.StringIO()
-    cur.copy_expert(f"COPY (SELECT * FROM {uniq} ORDER BY id) TO STDOUT", out)
+    copy_expert(cur, f"COPY (SELECT * FROM {uniq} ORDER BY id) TO STDOUT", out)
     assert hashlib.sha256(out.getvalue().encode()).hexdigest() == hashlib.sha256(data.encode()).hexdigest()
     cur.execute(f"DROP TABLE {uniq}")
     conn.close()
@@ -70,11 +98,11 @@ def test_copy_bad_row_mid_stream_leaves_connection_usable(proxy, mode, uniq):
     bad = good + "not-a-number\tx\t1\n" + rows_text(10)
     cur = conn.cursor()
     with pytest.raises(psycopg2.errors.InvalidTextRepresentation) as ei:
-        cur.copy_expert(f"COPY {uniq} FROM STDIN", io.StringIO(bad))
+        copy_expert(cur, f"COPY {uniq} FROM STDIN", io.StringIO(bad))
     assert ei.value.pgcode == "22P02"
     cur.execute(f"SELECT count(*) FROM {uniq}")
     assert cur.fetchone() == (0,)
-    cur.copy_expert(f"COPY {uniq} FROM STDIN", io.StringIO(rows_text(1000)))
+    copy_expert(cur, f"COPY {uniq} FROM STDIN", io.StringIO(rows_text(1000)))
     cur.execute(f"SELECT count(*) FROM {uniq}")
     assert cur.fetchone() == (1000,)
     cur.execute(f"DROP TABLE {uniq}")
@@ -102,7 +130,7 @@ def test_copy_inside_transaction_then_rollback(proxy, mode, uniq):
     create(conn, uniq)
     conn.autocommit = False
     cur = conn.cursor()
-    cur.copy_expert(f"COPY {uniq} FROM STDIN", io.StringIO(rows_text(5000)))
+    copy_expert(cur, f"COPY {uniq} FROM STDIN", io.StringIO(rows_text(5000)))
     cur.execute(f"SELECT count(*) FROM {uniq}")
     assert cur.fetchone() == (5000,)
     conn.rollback()

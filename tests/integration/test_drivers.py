@@ -246,12 +246,15 @@ def test_asyncpg_prepare_executemany_transactions(proxy, mode, uniq):
             c0 = conns[0]
             await c0.execute(f"CREATE TABLE {uniq} (id int PRIMARY KEY, v text)")
             await c0.executemany(f"INSERT INTO {uniq} VALUES ($1, $2)", [(i, f"v{i}") for i in range(1000)])
-            stmts = [await c.prepare(f"SELECT v FROM {uniq} WHERE id = $1") for c in conns]
-
+            # conn.prepare() sends Parse/Describe/Flush and no Sync: the backend stays with
+            # that client until its first Bind/Execute/Sync, so use each statement at once
+            # (6 clients on 3 backends), then reuse it after the others moved the backends.
             async def reader(ci):
+                stmt = await conns[ci].prepare(f"SELECT v FROM {uniq} WHERE id = $1")
                 out = []
                 for i in range(ci, 1000, 37):
-                    out.append(await stmts[ci].fetchval(i))
+                    out.append(await stmt.fetchval(i))
+                    await asyncio.sleep(0)
                 return out
             res = await asyncio.gather(*(reader(ci) for ci in range(6)))
             for ci, out in enumerate(res):

@@ -138,8 +138,14 @@ def test_set_in_committed_transaction_is_kept(two_clients):
     assert s["app.user_id"] == "7"
 
 
-def test_set_config_function_follows_client(two_clients):
-    p, a, b = two_clients
+def test_set_config_function_follows_client(proxy):
+    """set_config(..., false) is a session-level SET in function form.
+
+    pool_size=2, not 1: a proxy may keep correctness by pinning the client to its
+    backend instead of tracking the value; either way B must not see it.
+    """
+    p = proxy(pool_mode="transaction", pool_size=2)
+    a, b = p.connect(), p.connect()
     base_b = state(b)
     ca = a.cursor()
     ca.execute("SELECT set_config('app.user_id', '21', false), set_config('search_path', 'sc_path', false)")
@@ -147,6 +153,9 @@ def test_set_config_function_follows_client(two_clients):
     assert state(b) == base_b
     s = state(a)
     assert (s["app.user_id"], s["search_path"]) == ("21", "sc_path")
+    assert state(b) == base_b
+    a.close()
+    b.close()
 
 
 def test_multi_statement_set_string(two_clients):
