@@ -119,21 +119,26 @@ skip_space(struct lexer *lx)
 static bool
 next_word(struct lexer *lx, char *out, size_t outlen)
 {
-	size_t n = 0, start;
+	size_t n = 0;
 
 	skip_space(lx);
 	if (lx->pos >= lx->len)
 		return false;
 	if (lx->s[lx->pos] == '"') {
-		start = ++lx->pos;
-		while (lx->pos < lx->len && lx->s[lx->pos] != '"')
-			lx->pos++;
-		n = lx->pos - start;
+		/* Quoted identifier: case kept, "" stands for one quote. */
+		for (lx->pos++; lx->pos < lx->len; lx->pos++) {
+			if (lx->s[lx->pos] == '"') {
+				if (lx->pos + 1 >= lx->len ||
+				    lx->s[lx->pos + 1] != '"')
+					break;
+				lx->pos++;
+			}
+			if (n + 1 >= outlen)
+				return false;
+			out[n++] = lx->s[lx->pos];
+		}
 		if (lx->pos < lx->len)
 			lx->pos++;
-		if (n + 1 > outlen)
-			return false;
-		memcpy(out, lx->s + start, n);
 		out[n] = 0;
 		return true;
 	}
@@ -155,6 +160,28 @@ contains_ci(const char *text, size_t len, const char *needle)
 	for (i = 0; i + nlen <= len; i++)
 		if (strncasecmp(text + i, needle, nlen) == 0)
 			return true;
+	return false;
+}
+
+/* "first" then "second" as whole words, any space or comment between. */
+static bool
+contains_words(const char *text, size_t len, const char *first,
+	       const char *second)
+{
+	size_t flen = strlen(first), i;
+	struct lexer lx = { .s = text, .len = len };
+	char w[16];
+
+	for (i = 0; i + flen <= len; i++) {
+		if (strncasecmp(text + i, first, flen) != 0 ||
+		    (i > 0 && is_ident_char(text[i - 1])))
+			continue;
+		lx.pos = i + flen;
+		if (lx.pos < len && is_ident_char(text[lx.pos]))
+			continue;
+		if (next_word(&lx, w, sizeof(w)) && strcmp(w, second) == 0)
+			return true;
+	}
 	return false;
 }
 
@@ -234,7 +261,7 @@ classify_words(struct lexer *lx, const char *w0, char *name, size_t namelen)
 		if (!next_word(lx, w, sizeof(w)))
 			return SQL_OTHER;
 		if (strcmp(w, "temp") == 0 || strcmp(w, "temporary") == 0 ||
-		    contains_ci(lx->s, lx->len, "with hold"))
+		    contains_words(lx->s, lx->len, "with", "hold"))
 			return SQL_PIN;
 		if (strcmp(w, "local") == 0 || strcmp(w, "global") == 0)
 			return SQL_PIN;	/* CREATE LOCAL TEMP TABLE */
@@ -250,11 +277,11 @@ sqlclass_classify(const char *text, size_t len, char *name, size_t namelen)
 	enum sql_kind kind;
 
 	name[0] = 0;
-	if (!next_word(&lx, w0, sizeof(w0)))
-		return SQL_OTHER;
-	kind = classify_words(&lx, w0, name, namelen);
-	if (kind != SQL_OTHER)
-		return kind;
+	if (next_word(&lx, w0, sizeof(w0))) {
+		kind = classify_words(&lx, w0, name, namelen);
+		if (kind != SQL_OTHER)
+			return kind;
+	}
 	/* Session-lifetime side effects hidden in function calls. */
 	if (contains_ci(text, len, "pg_advisory_lock") ||
 	    contains_ci(text, len, "pg_try_advisory_lock") ||
@@ -327,7 +354,7 @@ sqlclass_interesting(const char *text, size_t len)
 	if (memchr(text, ';', len))
 		return 1;
 	if (!next_word(&lx, w0, sizeof(w0)))
-		return 0;
+		return lx.pos < lx.len;	/* "(SELECT ...)": have a look */
 	if (strcmp(w0, "select") == 0 || strcmp(w0, "with") == 0)
 		return contains_ci(text, len, "advisory") ||
 		       contains_ci(text, len, "set_config");

@@ -469,13 +469,9 @@ test_interesting(void **state)
 	}
 }
 
-/*
- * Known bugs, reported and not fixed yet: build with
- * -DPGVALET_KNOWN_BUGS to run them.
- */
-#ifdef PGVALET_KNOWN_BUGS
+/* Inputs that once fooled the classifier. */
 static void
-test_known_bugs(void **state)
+test_tricky_inputs(void **state)
 {
 	static const char paren[] = "(SELECT pg_advisory_lock(1))";
 	char name[SQL_NAME_MAX];
@@ -492,7 +488,6 @@ test_known_bugs(void **state)
 	assert_int_equal(classify("SET \"a\"\"b\" = 1", name), SQL_SET);
 	assert_string_equal(name, "a\"b");
 }
-#endif
 
 int
 main(void)
@@ -521,9 +516,7 @@ main(void)
 		cmocka_unit_test(test_classify_other),
 		cmocka_unit_test(test_classify_long_names),
 		cmocka_unit_test(test_interesting),
-#ifdef PGVALET_KNOWN_BUGS
-		cmocka_unit_test(test_known_bugs),
-#endif
+		cmocka_unit_test(test_tricky_inputs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
