@@ -467,10 +467,13 @@ static int
 is_password_param(const char *seg, const char *end)
 {
 	const char *eq = memchr(seg, '=', (size_t)(end - seg));
-	char key[16];
+	size_t klen = (size_t)((eq ? eq : end) - seg);
+	char key[256];
 
-	if (decode_into(seg, (size_t)((eq ? eq : end) - seg), key,
-			sizeof(key), "", NULL, 0) < 0)
+	/* Percent-encoding only grows a key: a long raw key is not ours. */
+	if (klen >= sizeof(key))
+		return 0;
+	if (decode_into(seg, klen, key, sizeof(key), "", NULL, 0) < 0)
 		return 1;	/* unreadable: drop it rather than leak it */
 	return strcmp(key, "password") == 0;
 }

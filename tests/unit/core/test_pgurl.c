@@ -418,6 +418,13 @@ test_redact(void **state)
 				      out, sizeof(out)), 0);
 	assert_string_equal(out, "postgresql://bob@h?x=1&y");
 
+	/* Long parameter names are kept, not mistaken for passwords. */
+	assert_int_equal(pgurl_redact("postgresql://u:pw@h/db?application_name=x"
+				      "&fallback_application_name=y&sslmode=require",
+				      out, sizeof(out)), 0);
+	assert_string_equal(out, "postgresql://u@h/db?application_name=x"
+			    "&fallback_application_name=y&sslmode=require");
+
 	assert_int_equal(pgurl_redact("postgresql://u:a@b@h", out, sizeof(out)), 0);
 	assert_string_equal(out, "postgresql://u@h");
 
