@@ -49,6 +49,7 @@ conn_recv_some(struct conn *c, void *p, size_t n)
 enum conn_io
 conn_read(struct conn *c, size_t limit)
 {
+	size_t room;
 	ssize_t n;
 
 	while (buf_pending(&c->in) < limit) {
@@ -57,10 +58,20 @@ conn_read(struct conn *c, size_t limit)
 			c->eof = true;
 			return CONN_IO_ERROR;
 		}
-		n = conn_recv_some(c, c->in.data + c->in.len,
-				   c->in.cap - c->in.len);
+		room = c->in.cap - c->in.len;
+		n = conn_recv_some(c, c->in.data + c->in.len, room);
 		if (n > 0) {
 			c->in.len += (size_t)n;
+			/*
+			 * A short read drained the socket: data arriving
+			 * later raises a new edge (epoll calls back on every
+			 * arrival), so skip the recv() that would only say
+			 * EAGAIN.  TLS may still hold a decrypted record.
+			 */
+			if ((size_t)n < room && !c->ssl) {
+				c->readable = false;
+				return CONN_IO_DONE;
+			}
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
