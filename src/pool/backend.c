@@ -60,7 +60,9 @@ static void
 pending_free(struct pending *p)
 {
 	free(p->stmt_name);
+	free(p->bytes);
 	guc_ops_free(p->ops, p->nops);
+	p->bytes = NULL;
 	p->stmt_name = NULL;
 	p->ops = NULL;
 	p->nops = 0;
@@ -458,6 +460,8 @@ handle_login_msg(struct backend *be, const struct msg_frame *f)
 	}
 }
 
+static bool drive_tls(struct backend *be);
+
 static bool
 handle_ssl_answer(struct backend *be)
 {
@@ -481,7 +485,8 @@ handle_ssl_answer(struct backend *be)
 			return false;
 		}
 		be->state = BE_TLS;
-		return true;
+		drive_tls(be);	/* send ClientHello: the server waits for it */
+		return be->state != BE_CLOSED;
 	}
 	if (answer == 'N' && srv->cfg.upstream.sslmode < SSLMODE_REQUIRE) {
 		if (send_startup(be) == 0)
@@ -574,6 +579,9 @@ inject_synth(struct backend *be, struct pending *p)
 		msg_put_u8(b, be->tx_status);
 		msg_end(b, start);
 		break;
+	case SYNTH_BYTES:
+		buf_append(b, p->bytes, p->nbytes);
+		break;
 	case SYNTH_ERROR_EXISTS:
 		snprintf(msg, sizeof(msg),
 			 "prepared statement \"%.100s\" already exists",
@@ -659,6 +667,8 @@ route_owed(struct backend *be, struct pending *p, const struct msg_frame *f,
 {
 	uint8_t t = f->type;
 
+	if (t == '1' && p->stmt_hash)
+		(void)name_set_add(&be->pool->parsed_ok, p->stmt_hash);
 	if (p->kind == PEND_HIDDEN_PARSE && t == '1') {
 		q_pop(be);
 		return;

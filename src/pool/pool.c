@@ -229,10 +229,16 @@ expire_waits(struct pool *p, uint64_t now, int timeout_ms)
 	struct client *cl;
 	char msg[200];
 
+	if (timeout_ms == 0)
+		return;		/* wait as long as it takes */
 	while (!qlist_empty(&p->waiting)) {
 		cl = qlist_entry(p->waiting.next, struct client, link);
 		if (cl->wait_since_ms + (uint64_t)timeout_ms > now)
 			break;
+		log_debug("client %s@%s waited since %llu, now %llu",
+			  cl->user, cl->database,
+			  (unsigned long long)cl->wait_since_ms,
+			  (unsigned long long)now);
 		pool_cancel_wait(cl);
 		snprintf(msg, sizeof(msg),
 			 "pgvalet: no server connection available within "
@@ -252,7 +258,7 @@ expire_backends(struct pool *p, uint64_t now, const struct config *cfg)
 			break;
 		backend_close(be, "timeout connecting to upstream");
 	}
-	while (!qlist_empty(&p->idle)) {
+	while (cfg->idle_timeout_ms && !qlist_empty(&p->idle)) {
 		be = qlist_entry(p->idle.prev, struct backend, link);
 		if (be->since_ms + (uint64_t)cfg->idle_timeout_ms > now)
 			break;
@@ -313,6 +319,7 @@ pool_free_all(struct worker *w)
 		}
 		qlist_remove(&p->link);
 		buf_free(&p->params);
+		name_set_free(&p->parsed_ok);
 		free(p);
 	}
 }

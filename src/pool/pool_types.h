@@ -52,6 +52,7 @@ enum synth_kind {
 	SYNTH_CLOSE_COMPLETE,
 	SYNTH_DEALLOCATE,	/* CommandComplete + ReadyForQuery */
 	SYNTH_ERROR_EXISTS,	/* 42P05 for a duplicate statement name */
+	SYNTH_BYTES,		/* the messages in 'bytes' */
 };
 
 struct pending {
@@ -62,6 +63,8 @@ struct pending {
 	char *stmt_name;	/* Parse: client name it creates (owned) */
 	struct guc_op *ops;	/* Q/Execute: state changes (owned) */
 	uint16_t nops;
+	uint8_t *bytes;		/* SYNTH_BYTES: messages to send (owned) */
+	uint32_t nbytes;
 };
 
 enum client_state {
@@ -104,6 +107,8 @@ struct client {
 	enum sql_kind unnamed_kind;
 	char unnamed_guc[SQL_NAME_MAX];
 	char *unnamed_sql;
+	bool unnamed_local;		/* unnamed statement answered by us */
+	bool portal_local;		/* unnamed portal answered by us */
 	enum sql_kind portal_kind;
 	char portal_guc[SQL_NAME_MAX];
 	char *portal_sql;
@@ -154,6 +159,7 @@ struct pool {
 	int nbackends;			/* this worker's, any state */
 	int nconnecting;		/* of which still logging in */
 	struct buf params;		/* ParameterStatus messages for login */
+	struct name_set parsed_ok;	/* statements some backend accepted */
 	bool have_params;
 	char last_error[256];
 };

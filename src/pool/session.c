@@ -757,6 +757,40 @@ make_ops(const char *text, size_t len, struct client *cl,
 	return 0;
 }
 
+/* Answer with messages of our own, in order with the server's answers. */
+static int
+push_synth(struct client *cl, uint8_t type, const void *body, size_t len)
+{
+	struct pending p = { .kind = PEND_SYNTH, .synth = SYNTH_BYTES };
+	uint8_t *m = malloc(MSG_HEADER_LEN + len);
+	uint32_t n = (uint32_t)(len + 4);
+
+	if (!m)
+		return -1;
+	m[0] = type;
+	m[1] = (uint8_t)(n >> 24);
+	m[2] = (uint8_t)(n >> 16);
+	m[3] = (uint8_t)(n >> 8);
+	m[4] = (uint8_t)n;
+	if (len)
+		memcpy(m + MSG_HEADER_LEN, body, len);
+	p.bytes = m;
+	p.nbytes = (uint32_t)(MSG_HEADER_LEN + len);
+	return backend_send(cl->srv, NULL, 0, &p);
+}
+
+/* Drop a virtual statement (or all) as DEALLOCATE would. */
+static const char *
+deallocate_local(struct client *cl, enum sql_kind kind, const char *name)
+{
+	if (kind == SQL_DEALLOCATE_ALL) {
+		stmt_map_clear(&cl->stmts);
+		return "DEALLOCATE ALL";
+	}
+	stmt_map_del(&cl->stmts, name);
+	return "DEALLOCATE";
+}
+
 /* DEALLOCATE of a virtual statement is answered by the proxy. */
 static bool
 local_deallocate(struct client *cl, const char *text, size_t len, int *rc)
@@ -770,11 +804,9 @@ local_deallocate(struct client *cl, const char *text, size_t len, int *rc)
 	if (st.kind == SQL_DEALLOCATE) {
 		if (!stmt_map_get(&cl->stmts, st.name))
 			return false;	/* not ours: let the server answer */
-		stmt_map_del(&cl->stmts, st.name);
 		p.stmt_name = strdup(st.name);
-	} else {
-		stmt_map_clear(&cl->stmts);
 	}
+	deallocate_local(cl, st.kind, st.name);
 	*rc = backend_send(cl->srv, NULL, 0, &p);
 	return true;
 }
@@ -898,6 +930,12 @@ handle_parse(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 	memcpy(cl->unnamed_guc, guc, SQL_NAME_MAX);
 	free(cl->unnamed_sql);
 	cl->unnamed_sql = changes_state(kind) ? strdup(query) : NULL;
+	/* psycopg 3 sends DEALLOCATE through the extended protocol. */
+	cl->unnamed_local = kind == SQL_DEALLOCATE_ALL ||
+			    (kind == SQL_DEALLOCATE &&
+			     stmt_map_get(&cl->stmts, guc));
+	if (cl->unnamed_local)
+		return push_synth(cl, '1', NULL, 0);
 	return send_plain(cl, raw, f->len, PEND_ONE);
 }
 
@@ -956,6 +994,10 @@ handle_bind(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 	if (*stmt)
 		p = stmt_map_get(&cl->stmts, stmt);
 	track_portal(cl, portal, p);
+	if (!*portal)
+		cl->portal_local = !*stmt && cl->unnamed_local;
+	if (!*stmt && cl->unnamed_local)
+		return push_synth(cl, '2', NULL, 0);
 	if (!p)
 		return send_plain(cl, raw, f->len, PEND_ONE);
 	return send_renamed(cl, f, plen + 1, slen, p, PEND_ONE);
@@ -979,6 +1021,14 @@ handle_describe_close(struct client *cl, const struct msg_frame *f,
 	name = msg_read_str(&r, &nlen);
 	if (!name || (what != 'S' && what != 'P'))
 		return -2;
+	if (f->type == 'D' && !*name &&
+	    (what == 'P' ? cl->portal_local : cl->unnamed_local)) {
+		static const uint8_t no_params[2];
+
+		if (what == 'S' && push_synth(cl, 't', no_params, 2))
+			return -1;
+		return push_synth(cl, 'n', NULL, 0);
+	}
 	if (!transaction_mode(cl) || what == 'P' || !*name ||
 	    !(p = stmt_map_get(&cl->stmts, name)))
 		return send_plain(cl, raw, f->len, kind);
@@ -994,7 +1044,12 @@ handle_execute(struct client *cl, const struct msg_frame *f,
 	       const uint8_t *raw)
 {
 	struct pending p = { .kind = PEND_EXECUTE };
+	const char *tag;
 
+	if (f->body_len && f->body[0] == 0 && cl->portal_local) {
+		tag = deallocate_local(cl, cl->portal_kind, cl->portal_guc);
+		return push_synth(cl, 'C', tag, strlen(tag) + 1);
+	}
 	if (transaction_mode(cl) && f->body_len && f->body[0] == 0 &&
 	    changes_state(cl->portal_kind)) {
 		p.ops = calloc(1, sizeof(*p.ops));
@@ -1102,6 +1157,51 @@ skip_message(struct client *cl, const struct msg_frame *f)
 	return false;
 }
 
+/*
+ * Parse + Sync (libpq's PQprepare) of a statement that some backend has
+ * already accepted, by a client outside any transaction: answer it here.
+ * A client blocked in PQprepare would otherwise hold up every other
+ * client of its thread (pgbench) while the pool is busy.  If the
+ * statement has gone bad since, the re-Parse before its Bind reports it.
+ */
+static bool
+prepare_locally(struct client *cl, const struct msg_frame *f)
+{
+	const uint8_t *next = f->body + f->body_len;
+	size_t after = buf_pending(&cl->c.in) - f->len, rest_off;
+	struct msg_reader r;
+	const char *name, *query;
+	enum sql_kind kind;
+	char guc[SQL_NAME_MAX];
+	struct pstmt *p;
+	size_t start;
+
+	if (f->type != 'P' || !transaction_mode(cl) || after < 5 ||
+	    next[0] != 'S' || msg_be32(next + 1) != 4)
+		return false;
+	msg_reader_init(&r, f->body, f->body_len);
+	name = msg_read_str(&r, NULL);
+	rest_off = r.pos;
+	query = msg_read_str(&r, NULL);
+	if (!name || !*name || !query || stmt_map_get(&cl->stmts, name) ||
+	    !name_set_has(&cl->pool->parsed_ok,
+			  stmt_hash_of(f->body + rest_off,
+				       f->body_len - rest_off)))
+		return false;
+	classify(query, &kind, guc, cl);
+	p = stmt_map_add(&cl->stmts, name, f->body + rest_off,
+			 f->body_len - rest_off);
+	if (!p)
+		return false;
+	p->kind = kind;
+	memcpy(p->guc, guc, SQL_NAME_MAX);
+	msg_begin(&cl->c.out, '1', &start);
+	msg_end(&cl->c.out, start);
+	send_ready(cl, 'I');
+	buf_consume(&cl->c.in, f->len + 5);
+	return true;
+}
+
 static void
 process_messages(struct client *cl)
 {
@@ -1118,6 +1218,8 @@ process_messages(struct client *cl)
 			session_close(cl, "client terminated");
 			return;
 		}
+		if (!cl->srv && prepare_locally(cl, &f))
+			continue;
 		if (!cl->srv && (cl->waiting || !pool_acquire(cl->pool, cl)))
 			return;
 		if (server_blocked(cl))

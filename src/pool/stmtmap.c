@@ -107,7 +107,7 @@ stmt_map_add(struct stmt_map *m, const char *name, const uint8_t *rest,
 	memcpy(p->parse_rest, rest, rest_len);
 	p->rest_len = rest_len;
 	p->query = (char *)p->parse_rest;
-	p->hash = XXH3_64bits(rest, rest_len);
+	p->hash = stmt_hash_of(rest, rest_len);
 	s = slot_of(m, name);
 	p->next = m->slots[s];
 	m->slots[s] = p;
@@ -130,6 +130,12 @@ stmt_map_del(struct stmt_map *m, const char *name)
 			return;
 		}
 	}
+}
+
+uint64_t
+stmt_hash_of(const uint8_t *rest, size_t rest_len)
+{
+	return XXH3_64bits(rest, rest_len);
 }
 
 void

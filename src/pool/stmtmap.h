@@ -48,6 +48,8 @@ struct pstmt *stmt_map_add(struct stmt_map *m, const char *name,
 void stmt_map_del(struct stmt_map *m, const char *name);
 void stmt_map_clear(struct stmt_map *m);
 void stmt_server_name(uint64_t hash, char out[STMT_SERVER_NAME_LEN]);
+/* The hash a Parse body (after the name) gets: text + parameter types. */
+uint64_t stmt_hash_of(const uint8_t *rest, size_t rest_len);
 
 /* Open-addressing set of statement hashes prepared on one backend. */
 struct name_set {
