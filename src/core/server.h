@@ -83,6 +83,7 @@ struct server {
 	struct worker *workers;
 	int nworkers;
 	atomic_bool stopping;
+	atomic_int nclients;		/* all workers, for --max-clients */
 	pthread_mutex_t pools_lock;
 	struct shared_pool *pools;
 	pthread_mutex_t cancel_lock;

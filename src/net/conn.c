@@ -68,7 +68,7 @@ conn_read(struct conn *c, size_t limit)
 			 * arrival), so skip the recv() that would only say
 			 * EAGAIN.  TLS may still hold a decrypted record.
 			 */
-			if ((size_t)n < room && !c->ssl) {
+			if ((size_t)n < room && !c->ssl && !c->hangup) {
 				c->readable = false;
 				return CONN_IO_DONE;
 			}

@@ -23,6 +23,7 @@ struct conn {
 	struct loop_watch watch;
 	bool readable;		/* an edge arrived and was not drained */
 	bool eof;		/* peer closed or socket error */
+	bool hangup;		/* RDHUP/HUP seen: read on to the EOF */
 	const char *error;	/* why, for logs (static string) */
 	bool want_write;	/* output pending: EPOLLOUT will flush it */
 };

@@ -845,6 +845,8 @@ backend_on_event(struct loop_watch *wt, uint32_t events)
 		return;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		be->c.readable = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		be->c.hangup = true;
 	if (be->state == BE_CONNECTING) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;

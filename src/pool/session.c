@@ -106,11 +106,14 @@ session_accept(struct worker *w, int fd)
 		return;
 	}
 	qlist_insert_tail(&w->clients, &cl->link);
+	if (atomic_fetch_add(&w->srv->nclients, 1) >= w->srv->cfg.max_clients)
+		fatal(cl, "53300", "sorry, too many clients already");
 }
 
 void
 session_free(struct client *cl)
 {
+	atomic_fetch_sub(&cl->w->srv->nclients, 1);
 	guc_state_free(&cl->startup_settings);
 	guc_state_free(&cl->settings);
 	guc_state_free(&cl->tx_settings);
@@ -1396,6 +1399,8 @@ client_on_event(struct loop_watch *wt, uint32_t events)
 		return;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		cl->c.readable = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		cl->c.hangup = true;
 	if (events & EPOLLOUT && buf_pending(&cl->c.out)) {
 		session_flush(cl);
 		if (cl->state == CL_CLOSED)
