@@ -351,6 +351,10 @@ sqlclass_interesting(const char *text, size_t len)
 	struct lexer lx = { .s = text, .len = len };
 	char w0[16];
 
+	/* A trailing ';' (and space) does not make a second statement. */
+	while (len && (text[len - 1] == ';' || isspace((unsigned char)text[len - 1])))
+		len--;
+	lx.len = len;
 	if (memchr(text, ';', len))
 		return 1;
 	if (!next_word(&lx, w0, sizeof(w0)))
