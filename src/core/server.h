@@ -38,6 +38,7 @@ struct shared_pool {
 	char user[128];
 	atomic_int total;		/* server connections open or opening */
 	atomic_int waiting;		/* clients waiting, all workers */
+	atomic_bool slot_wanted;	/* a worker is at the cap with waiters */
 	/* Set by the first client that logged in with SCRAM, for users
 	 * known only by secret: lets the proxy log in upstream as them. */
 	pthread_mutex_t key_lock;

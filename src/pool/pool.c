@@ -72,8 +72,11 @@ open_backend(struct pool *p)
 	char err[256];
 
 	if (!take_slot(p)) {
-		if (p->w->srv->nworkers > 1)
+		/* Others may sit on idle slots: ask for one back. */
+		if (p->w->srv->nworkers > 1 && p->nwaiting > 0) {
+			atomic_store(&p->shared->slot_wanted, true);
 			server_request_steal(p->w->srv, p->w);
+		}
 		return;
 	}
 	if (backend_connect(p, err, sizeof(err))) {
@@ -142,8 +145,8 @@ give_or_park(struct backend *be)
 		session_resume(cl);
 		return;
 	}
-	/* Another worker is starving for a slot: give ours back. */
-	if (atomic_load(&p->shared->waiting) > 0 && p->w->srv->nworkers > 1) {
+	/* Another worker is at the cap with clients waiting: give one back. */
+	if (atomic_exchange(&p->shared->slot_wanted, false)) {
 		backend_close(be, "handed back to another worker");
 		server_request_steal(p->w->srv, p->w);
 		return;
@@ -273,10 +276,11 @@ hand_back_idle(struct pool *p)
 	struct backend *be;
 
 	if (qlist_empty(&p->idle) || p->nwaiting > 0 ||
-	    atomic_load(&p->shared->waiting) == 0)
+	    !atomic_exchange(&p->shared->slot_wanted, false))
 		return;
 	be = qlist_entry(p->idle.prev, struct backend, link);
 	backend_close(be, "handed back to another worker");
+	server_request_steal(p->w->srv, p->w);	/* wake the one waiting */
 }
 
 void
