@@ -102,6 +102,11 @@ static const struct opt options[] = {
 	{ .name = "max-clients", .type = OPT_INT, .metavar = "N",
 	  .def = "10000", .min = 1, .max = 1000000, FIELD(max_clients),
 	  .help = "client connections accepted at once; more are refused" },
+	{ .name = "max-server-statements", .type = OPT_INT, .metavar = "N",
+	  .def = "1000", .min = 1, .max = 1000000,
+	  FIELD(max_server_statements),
+	  .help = "prepared statements a server connection may hold before "
+		  "it is cleared (transaction mode)" },
 	{ .name = "workers", .type = OPT_INT, .metavar = "N", .def = "1",
 	  .min = 1, .max = 64, FIELD(workers),
 	  .help = "worker threads, each with its own event loop" },

@@ -29,6 +29,7 @@ struct config {
 	int idle_timeout_ms;		/* --server-idle-timeout, default 600s */
 	int connect_timeout_ms;		/* --connect-timeout, default 5s */
 	int max_clients;		/* --max-clients, default 10000 */
+	int max_server_statements;	/* --max-server-statements, 1000 */
 	int workers;			/* --workers, default 1 */
 	int verbose;			/* -v (repeatable) / --verbose N */
 	char auth_file[512];		/* --auth-file, optional */

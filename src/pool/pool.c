@@ -138,6 +138,8 @@ give_or_park(struct backend *be)
 	struct client *cl;
 
 	be->client = NULL;
+	if (be->state != BE_READY)
+		return;
 	if (!qlist_empty(&p->waiting)) {
 		cl = qlist_entry(p->waiting.next, struct client, link);
 		pool_cancel_wait(cl);
@@ -156,6 +158,28 @@ give_or_park(struct backend *be)
 	be->since_ms = p->w->now_ms;
 }
 
+/*
+ * Virtual statements pile up on a backend (every client's distinct
+ * statements); past the cap, clear them before the next client: they are
+ * re-Parsed on demand.
+ */
+static bool
+clear_statements(struct backend *be)
+{
+	int cap = be->w->srv->cfg.max_server_statements;
+
+	if ((int)be->prepared.count <= cap || be->releasing)
+		return false;
+	name_set_clear(&be->prepared);
+	be->client = NULL;
+	be->releasing = true;
+	if (backend_send_hidden_query(be, "DEALLOCATE ALL"))
+		backend_close(be, "out of memory");
+	else
+		backend_flush(be);
+	return true;
+}
+
 void
 pool_release(struct backend *be)
 {
@@ -168,6 +192,9 @@ pool_release(struct backend *be)
 		if (cl->cancel)
 			atomic_store(&cl->cancel->upstream, 0);
 	}
+	if (clear_statements(be))
+		return;		/* back in the pool after the reset */
+	be->releasing = false;
 	give_or_park(be);
 }
 

@@ -120,3 +120,25 @@ def test_error_in_extended_batch_skips_to_sync(proxy, mode):
     r = c.extended(parse("", "SELECT 'after'"), bind(""), execute())
     assert r.rows == [("after",)]
     c.close()
+
+
+@pytest.mark.proxy_only
+def test_server_statements_are_capped_and_reprepared(proxy):
+    """--max-server-statements bounds what piles up on a backend; statements
+    cleared from it are re-Parsed transparently on their next use."""
+    cap = 5
+    p = proxy(pool_mode="transaction", pool_size=1,
+              extra=["--max-server-statements", str(cap)])
+    c = pgwire.connect(p.port)
+    for i in range(4 * cap):
+        r = c.extended(parse(f"s{i}", f"SELECT {i} + $1::int"), bind(f"s{i}", [1]), execute())
+        assert r.rows == [(str(i + 1),)], r.errors
+    observer = p.connect()          # same backend: the pool has one
+    cur = observer.cursor()
+    cur.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '_pgv_%'")
+    assert cur.fetchone()[0] <= cap
+    for i in range(4 * cap):        # every statement still works
+        r = c.extended(bind(f"s{i}", [2]), execute())
+        assert r.rows == [(str(i + 2),)], r.errors
+    observer.close()
+    c.close()
