@@ -381,8 +381,14 @@ server_request_steal(struct server *srv, struct worker *from)
 
 /* ---- workers ------------------------------------------------------------------ */
 
+/*
+ * reuseport: the workers' sockets share the port.  A probe without it
+ * first proves nobody else holds the port: another process's
+ * SO_REUSEPORT sockets would otherwise silently share it with us.
+ */
 static int
-open_listener(const struct config *cfg, char *err, size_t errlen)
+open_listener(const struct config *cfg, bool reuseport, char *err,
+	      size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE }, *res;
@@ -402,7 +408,8 @@ open_listener(const struct config *cfg, char *err, size_t errlen)
 		    0);
 	if (fd >= 0 &&
 	    (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	     (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+				      sizeof(one))) ||
 	     bind(fd, res->ai_addr, res->ai_addrlen) ||
 	     listen(fd, LISTEN_BACKLOG))) {
 		snprintf(err, errlen, "could not listen on %s:%d: %s",
@@ -510,7 +517,7 @@ worker_init(struct server *srv, struct worker *w, int id, char *err,
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		return -1;
 	}
-	w->listen_fd = open_listener(&srv->cfg, err, errlen);
+	w->listen_fd = open_listener(&srv->cfg, true, err, errlen);
 	if (w->listen_fd < 0)
 		return -1;
 	w->listen_watch.cb = on_accept;
@@ -544,6 +551,12 @@ server_run(struct server *srv)
 	sigset_t set;
 	int i, sig;
 
+	i = open_listener(&srv->cfg, false, err, sizeof(err));
+	if (i < 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	close(i);	/* the port is ours: now open the workers' sockets */
 	srv->nworkers = srv->cfg.workers;
 	srv->workers = calloc((size_t)srv->nworkers, sizeof(*srv->workers));
 	if (!srv->workers)

@@ -188,3 +188,21 @@ def test_many_sequential_connections(proxy, mode):
         cur.execute("SELECT %s::int * 3", (i,))
         assert cur.fetchone() == (i * 3,)
         conn.close()
+
+
+@pytest.mark.proxy_only
+def test_second_proxy_on_a_taken_port_refuses_to_start(proxy):
+    """Workers share the port with SO_REUSEPORT; a second pgvalet must not
+    silently share it too (it would take half of the first one's clients)."""
+    first = proxy(extra=["--workers", "2"])
+    second = subprocess.run(
+        [os.environ["PGVALET_BINARY"], "--upstream", first.cluster.url(),
+         "--port", str(first.port), "--workers", "2"],
+        capture_output=True, text=True, timeout=10)
+    assert second.returncode != 0
+    assert "Address already in use" in second.stderr
+    conn = first.connect()          # the first one still serves
+    cur = conn.cursor()
+    cur.execute("SELECT 41 + 1")
+    assert cur.fetchone() == (42,)
+    conn.close()
