@@ -234,6 +234,15 @@ server_free(struct server *srv)
 	/* Cancel slots are owned and freed by their clients. */
 	while ((sp = srv->pools)) {
 		srv->pools = sp->next;
+		while (!qlist_empty(&sp->handoff)) {
+			struct backend *be = qlist_entry(sp->handoff.next,
+							 struct backend, link);
+
+			qlist_remove(&be->link);
+			conn_close(&be->c);
+			backend_free(be);
+		}
+		pthread_mutex_destroy(&sp->handoff_lock);
 		pthread_mutex_destroy(&sp->key_lock);
 		free(sp);
 	}
@@ -263,6 +272,8 @@ server_shared_pool(struct server *srv, const char *db, const char *user)
 		snprintf(sp->database, sizeof(sp->database), "%s", db);
 		snprintf(sp->user, sizeof(sp->user), "%s", user);
 		pthread_mutex_init(&sp->key_lock, NULL);
+		pthread_mutex_init(&sp->handoff_lock, NULL);
+		qlist_init(&sp->handoff);
 		sp->next = srv->pools;
 		srv->pools = sp;
 	}

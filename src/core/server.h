@@ -39,6 +39,10 @@ struct shared_pool {
 	atomic_int total;		/* server connections open or opening */
 	atomic_int waiting;		/* clients waiting, all workers */
 	atomic_bool slot_wanted;	/* a worker is at the cap with waiters */
+	/* Idle backends given up by one worker for another to adopt. */
+	pthread_mutex_t handoff_lock;
+	struct qlist handoff;		/* struct backend.link */
+	atomic_int handoff_count;
 	/* Set by the first client that logged in with SCRAM, for users
 	 * known only by secret: lets the proxy log in upstream as them. */
 	pthread_mutex_t key_lock;

@@ -147,12 +147,10 @@ give_or_park(struct backend *be)
 		session_resume(cl);
 		return;
 	}
-	/* Another worker is at the cap with clients waiting: give one back. */
-	if (atomic_exchange(&p->shared->slot_wanted, false)) {
-		backend_close(be, "handed back to another worker");
-		server_request_steal(p->w->srv, p->w);
-		return;
-	}
+	/* Another worker is at the cap with clients waiting: our tick,
+	 * right after this loop iteration, hands an idle backend over. */
+	if (atomic_load(&p->shared->slot_wanted))
+		atomic_fetch_add(&p->w->steal_requests, 1);
 	qlist_remove(&be->link);
 	qlist_insert_head(&p->idle, &be->link);
 	be->since_ms = p->w->now_ms;
@@ -296,7 +294,30 @@ expire_backends(struct pool *p, uint64_t now, const struct config *cfg)
 	}
 }
 
-/* Other workers wait for a slot: give back one idle backend per pool. */
+/*
+ * Move an idle backend to the shared hand-off list for another worker.
+ * Only from the tick, between loop iterations, so no event of this
+ * worker's epoll batch can still name it.
+ */
+static void
+hand_over(struct backend *be)
+{
+	struct pool *p = be->pool;
+	struct shared_pool *sp = p->shared;
+
+	log_debug("backend pid=%u handed to another worker", be->pid);
+	loop_del(&p->w->loop, be->c.fd);
+	qlist_remove(&be->link);
+	p->nbackends--;
+	be->w = NULL;
+	be->pool = NULL;
+	pthread_mutex_lock(&sp->handoff_lock);
+	qlist_insert_tail(&sp->handoff, &be->link);
+	atomic_fetch_add(&sp->handoff_count, 1);
+	pthread_mutex_unlock(&sp->handoff_lock);
+}
+
+/* Other workers wait for a slot: hand over one idle backend per pool. */
 static void
 hand_back_idle(struct pool *p)
 {
@@ -306,8 +327,44 @@ hand_back_idle(struct pool *p)
 	    !atomic_exchange(&p->shared->slot_wanted, false))
 		return;
 	be = qlist_entry(p->idle.prev, struct backend, link);
-	backend_close(be, "handed back to another worker");
+	hand_over(be);
 	server_request_steal(p->w->srv, p->w);	/* wake the one waiting */
+}
+
+static struct backend *
+take_handed(struct shared_pool *sp)
+{
+	struct backend *be = NULL;
+
+	if (atomic_load(&sp->handoff_count) == 0)
+		return NULL;
+	pthread_mutex_lock(&sp->handoff_lock);
+	if (!qlist_empty(&sp->handoff)) {
+		be = qlist_entry(sp->handoff.next, struct backend, link);
+		qlist_remove(&be->link);
+		atomic_fetch_sub(&sp->handoff_count, 1);
+	}
+	pthread_mutex_unlock(&sp->handoff_lock);
+	return be;
+}
+
+/* Adopt backends other workers handed over while our clients wait. */
+static void
+adopt_handed(struct pool *p)
+{
+	struct backend *be;
+
+	while (p->nwaiting > 0 && (be = take_handed(p->shared))) {
+		be->w = p->w;
+		be->pool = p;
+		p->nbackends++;
+		qlist_insert_tail(&p->idle, &be->link);
+		if (loop_add(&p->w->loop, be->c.fd, &be->c.watch)) {
+			backend_close(be, "epoll_ctl failed");
+			continue;
+		}
+		give_or_park(be);
+	}
 }
 
 void
@@ -322,6 +379,7 @@ pool_tick(struct worker *w)
 		p = qlist_entry(it, struct pool, link);
 		expire_waits(p, w->now_ms, cfg->pool_timeout_ms);
 		expire_backends(p, w->now_ms, cfg);
+		adopt_handed(p);
 		if (steal)
 			hand_back_idle(p);
 		if (p->nwaiting > p->nconnecting)

@@ -201,6 +201,37 @@ def test_thousand_concurrent_clients_on_pool_of_20(proxy, pg):
 
 
 @pytest.mark.proxy_only
+@pytest.mark.proxy_only
+def test_two_workers_share_a_small_pool(proxy, pg):
+    """Clients spread over two workers by SO_REUSEPORT still share one
+    pool-size cap: idle backends move to the worker whose clients wait."""
+    counter = BackendCounter(pg)
+    p = proxy(pool_mode="transaction", pool_size=2,
+              extra=["--workers", "2", "--pool-timeout", "20s"])
+    counter.start()
+
+    async def main():
+        conns = [await asyncpg.connect(p.dsn, timeout=30) for _ in range(24)]
+        try:
+            async def work(i, c):
+                total = 0
+                for j in range(20):
+                    async with c.transaction():
+                        total += await c.fetchval("SELECT $1::int + $2::int", i, j)
+                return total
+            res = await asyncio.gather(*(work(i, c) for i, c in enumerate(conns)))
+            assert res == [20 * i + 190 for i in range(24)]
+        finally:
+            await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        extra = counter.finish()
+    assert extra <= 2 + 2, f"{extra} upstream backends for pool_size=2"
+    assert p.alive()
+
+
 def test_thousand_clients_session_mode_queue_for_20_backends(proxy):
     p = proxy(pool_mode="session", pool_size=20)
 
