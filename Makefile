@@ -10,14 +10,16 @@
 BUILD   ?= release
 PYTHON  ?= /usr/bin/python3
 O       := build$(if $(filter release,$(BUILD)),,/$(BUILD))
-PKGS    := openssl inih libxxhash
+PKGS    := openssl inih libxxhash libpq
+# libpg_query.so carries its own protobuf-c runtime: only the headers are needed.
+HDR_PKGS := libprotobuf-c
 CC      ?= gcc
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wold-style-definition -Wpointer-arith \
            -Wwrite-strings -Wformat=2 -Wundef -Wvla -Werror
 CSTD    := -std=c11 -D_GNU_SOURCE
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(HDR_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 ifeq ($(BUILD),release)
@@ -31,7 +33,7 @@ LDOPT   := -fsanitize=address,undefined
 endif
 
 CFLAGS  := $(CSTD) $(WARN) $(OPT) -fvisibility=hidden -Isrc $(PKG_CFLAGS) -MMD -MP
-LDLIBS  := $(PKG_LIBS) -lpthread
+LDLIBS  := $(PKG_LIBS) -lpg_query -lpthread
 
 SRC     := $(shell find src -name '*.c' ! -name main.c | sort)
 OBJ     := $(SRC:%.c=$(O)/%.o)
@@ -95,7 +97,7 @@ FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl
 FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -Isrc -Itests/fuzz $(PKG_CFLAGS)
-FUZZ_LIBS    := $(PKG_LIBS) -lpthread
+FUZZ_LIBS    := $(PKG_LIBS) -lpg_query -lpthread
 
 # The library sources each target needs, compiled with clang (coverage
 # instrumentation included) into build/fuzz/, not taken from the gcc .a.
@@ -103,6 +105,7 @@ fuzz_msg_SRC      := src/proto/msg.c src/net/buf.c
 fuzz_sqlclass_SRC := src/pool/sqlclass.c
 fuzz_scram_SRC    := src/proto/scram.c
 fuzz_pgurl_SRC    := src/core/pgurl.c
+fuzz_analysis_SRC := src/analysis/shape.c src/analysis/shape_pred.c
 
 build/fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -138,9 +141,10 @@ fuzz-replay: $(FUZZ_TARGETS:%=$(O)/fuzz-replay/%)
 	done
 
 # Our symbols must not be exported: libpg_query exports the PG parser's
-# internals and an exported name of ours would interpose on them.
+# internals and an exported name of ours would interpose on them.  (Its
+# protobuf descriptors show up here too, copied in by copy relocations.)
 symbols: $(O)/pgvalet
-	@bad=$$(nm -D --defined-only $(O)/pgvalet | awk '$$2 ~ /^[TDB]$$/ && $$3 !~ /@/ {print $$3}'); \
+	@bad=$$(nm -D --defined-only $(O)/pgvalet | awk '$$2 ~ /^[TDB]$$/ && $$3 !~ /@/ && $$3 !~ /^pg_query__/ {print $$3}'); \
 	if [ -n "$$bad" ]; then echo "exported symbols: $$bad"; exit 1; fi
 
 FUZZ_OBJ := $(patsubst %.c,build/fuzz/%.o,$(sort $(foreach t,$(FUZZ_TARGETS),$($(t)_SRC))))

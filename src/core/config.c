@@ -32,6 +32,7 @@ enum opt_type {
 	OPT_ENUM,	/* one of choices[], stored as its index */
 	OPT_COUNTER,	/* integer; the short flag adds one per use */
 	OPT_URL,	/* the upstream postgresql:// URL */
+	OPT_SIZE,	/* bytes: 512kB, 64MB, 1GB or a bare byte count */
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -110,6 +111,17 @@ static const struct opt options[] = {
 	{ .name = "workers", .type = OPT_INT, .metavar = "N", .def = "1",
 	  .min = 1, .max = 64, FIELD(workers),
 	  .help = "worker threads, each with its own event loop" },
+	{ .name = "cache-size", .type = OPT_SIZE, .metavar = "SIZE",
+	  .def = "256MB", FIELD(cache_size),
+	  .help = "memory for cached results, metadata included "
+		  "(0 turns the result cache off)" },
+	{ .name = "cache-max-entry", .type = OPT_SIZE, .metavar = "SIZE",
+	  .def = "1MB", FIELD(cache_max_entry),
+	  .help = "largest result stored; bigger ones are always fetched" },
+	{ .name = "cache-ttl", .type = OPT_DURATION, .metavar = "DURATION",
+	  .def = "0", .min = 0, .max = DAY_MS, FIELD(cache_ttl_ms),
+	  .help = "drop cached results older than this (0 = only "
+		  "invalidation removes them)" },
 	{ .name = "verbose", .short_name = 'v', .type = OPT_COUNTER,
 	  .metavar = "N", .def = "0", .min = 0, .max = 5, FIELD(verbose),
 	  .help = "log more: -v, -vv, ... or --verbose N (0..5)" },
@@ -292,6 +304,37 @@ parse_duration(const char *v, int min, int max, int *out_ms)
 	return -1;
 }
 
+/* 512kB, 64MB, 1GB, 2TB (powers of 1024, as Postgres spells them) or bytes. */
+static int
+parse_size(const char *v, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		int shift;
+	} units[] = { { "", 0 }, { "B", 0 }, { "kB", 10 }, { "MB", 20 },
+		      { "GB", 30 }, { "TB", 40 } };
+	const char *p = v;
+	uint64_t n = 0;
+	size_t i;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (UINT64_C(1) << 40))
+			return -1;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(p, units[i].suffix) != 0)
+			continue;
+		if (n > (UINT64_C(1) << (50 - units[i].shift)))
+			return -1;
+		*out = n << units[i].shift;
+		return 0;
+	}
+	return -1;
+}
+
 /* The shortest exact spelling: 86400000 -> "24h", 1500 -> "1500ms". */
 static void
 format_ms(int ms, char *buf, size_t len)
@@ -398,6 +441,18 @@ set_value(const struct opt *o, struct config *cfg, const char *v, char *why,
 			 "or 1h; a bare number is seconds",
 			 lo, hi);
 		return -1;
+	case OPT_SIZE: {
+		uint64_t bytes;
+
+		if (parse_size(v, &bytes) == 0) {
+			memcpy(field, &bytes, sizeof(bytes));
+			return 0;
+		}
+		snprintf(why, whylen,
+			 "expected a size such as 512kB, 64MB or 1GB; a bare "
+			 "number is bytes");
+		return -1;
+	}
 	case OPT_HELP:
 	case OPT_VERSION:
 	default:

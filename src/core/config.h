@@ -31,6 +31,9 @@ struct config {
 	int max_clients;		/* --max-clients, default 10000 */
 	int max_server_statements;	/* --max-server-statements, 1000 */
 	int workers;			/* --workers, default 1 */
+	uint64_t cache_size;		/* --cache-size bytes, 256MB; 0 = off */
+	uint64_t cache_max_entry;	/* --cache-max-entry bytes, 1MB */
+	int cache_ttl_ms;		/* --cache-ttl, 0 = none */
 	int verbose;			/* -v (repeatable) / --verbose N */
 	char auth_file[512];		/* --auth-file, optional */
 	char tls_cert[512];		/* --tls-cert, optional (client side) */

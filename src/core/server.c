@@ -15,6 +15,9 @@
 
 #include <openssl/rand.h>
 
+#include "analysis/catalog.h"
+#include "cache/plan.h"
+#include "cache/store.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "net/tls.h"
@@ -201,6 +204,33 @@ resolve_upstream(struct server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The result cache works in transaction pooling mode, where the proxy
+ * follows every statement's text; in session mode it stays off.
+ */
+static int
+init_cache(struct server *srv, char *err, size_t errlen)
+{
+	const struct config *cfg = &srv->cfg;
+	struct cache_store_config cc = {
+		.max_bytes = (size_t)cfg->cache_size,
+		.max_entry = (size_t)cfg->cache_max_entry,
+		.ttl_ms = (uint64_t)cfg->cache_ttl_ms,
+	};
+
+	if (!cfg->cache_size || cfg->pool_mode != POOL_TRANSACTION)
+		return 0;
+	srv->cache = cache_store_new(&cc);
+	srv->catalog = catalog_new(&cfg->upstream);
+	srv->plans = srv->catalog ? plan_table_new(srv->catalog, 0) : NULL;
+	if (!srv->cache || !srv->plans) {
+		snprintf(err, errlen, "out of memory for a %llu-byte cache",
+			 (unsigned long long)cfg->cache_size);
+		return -1;
+	}
+	return 0;
+}
+
 int
 server_init(struct server *srv, const struct config *cfg, char *err,
 	    size_t errlen)
@@ -223,7 +253,7 @@ server_init(struct server *srv, const struct config *cfg, char *err,
 		if (!srv->upstream_tls)
 			return -1;
 	}
-	return 0;
+	return init_cache(srv, err, errlen);
 }
 
 void
@@ -246,6 +276,10 @@ server_free(struct server *srv)
 		pthread_mutex_destroy(&sp->key_lock);
 		free(sp);
 	}
+	plan_table_free(srv->plans);
+	catalog_free(srv->catalog);
+	if (srv->cache)
+		cache_store_free(srv->cache);
 	if (srv->client_tls)
 		SSL_CTX_free(srv->client_tls);
 	if (srv->upstream_tls)
@@ -491,6 +525,21 @@ close_clients(struct worker *w)
 	pool_free_all(w);	/* also closes waiting clients' backends */
 }
 
+static void
+run_rechecks(struct worker *w)
+{
+	int i = 0;
+
+	while (i < w->nrecheck) {
+		if (w->recheck[i].due_ms > w->now_ms) {
+			i++;
+			continue;
+		}
+		cache_tag_bump(w->srv->cache, &w->recheck[i].tag, 1);
+		w->recheck[i] = w->recheck[--w->nrecheck];
+	}
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -505,6 +554,7 @@ worker_main(void *arg)
 		if (w->now_ms >= w->next_tick_ms ||
 		    atomic_load(&w->steal_requests)) {
 			pool_tick(w);
+			run_rechecks(w);
 			w->next_tick_ms = w->now_ms + TICK_MS;
 		}
 		bury_dead(w);
@@ -553,6 +603,20 @@ print_banner(const struct server *srv)
 		 cfg->pool_mode == POOL_SESSION ? "session" : "transaction",
 		 cfg->pool_size, srv->nworkers, srv->nworkers == 1 ? "" : "s",
 		 srv->client_tls ? "on" : "off");
+	if (!srv->cache) {
+		log_info("result cache off (%s)", cfg->cache_size ?
+			 "it needs --pool-mode transaction" :
+			 "--cache-size 0");
+		return;
+	}
+	log_info("result cache %llu MB, entries up to %llu kB, ttl %s",
+		 (unsigned long long)(cfg->cache_size >> 20),
+		 (unsigned long long)(cfg->cache_max_entry >> 10),
+		 cfg->cache_ttl_ms ? "set" : "none");
+	log_warn("writes that bypass this proxy are not seen: a result they "
+		 "change stays cached%s",
+		 cfg->cache_ttl_ms ? " until --cache-ttl" :
+		 " (set --cache-ttl to bound it)");
 }
 
 int
@@ -583,6 +647,10 @@ server_run(struct server *srv)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (srv->catalog && catalog_start(srv->catalog)) {
+		log_error("cannot start the catalog thread");
+		return -1;
+	}
 	for (i = 0; i < srv->nworkers; i++)
 		pthread_create(&srv->workers[i].thread, NULL, worker_main,
 			       &srv->workers[i]);

@@ -23,6 +23,9 @@
 #include "proto/scram.h"
 
 struct server;
+struct cache_store;
+struct catalog;
+struct plan_table;
 
 /* Someone allowed to log in: the upstream URL's user or an auth-file one. */
 struct user_cred {
@@ -73,6 +76,13 @@ struct worker {
 	uint64_t next_tick_ms;
 	uint32_t rng;			/* xorshift state for cancel keys */
 	atomic_int steal_requests;	/* other workers want a slot */
+	/* Database tags to invalidate again later: a client left while its
+	 * COMMIT was on the wire, so the commit may land after our first
+	 * invalidation. */
+	struct {
+		uint64_t tag, due_ms;
+	} recheck[16];
+	int nrecheck;
 };
 
 struct server {
@@ -93,6 +103,10 @@ struct server {
 	struct shared_pool *pools;
 	pthread_mutex_t cancel_lock;
 	struct cancel_slot *cancel[1024];
+	/* The result cache; all NULL when it is off. */
+	struct cache_store *cache;
+	struct catalog *catalog;
+	struct plan_table *plans;
 };
 
 /* Build everything from cfg: resolve, TLS, auth file; -1 with err set. */

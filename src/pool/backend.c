@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cache/capture.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "net/tls.h"
@@ -62,6 +63,8 @@ pending_free(struct pending *p)
 	free(p->stmt_name);
 	free(p->bytes);
 	guc_ops_free(p->ops, p->nops);
+	capture_free(p->capture);
+	p->capture = NULL;
 	p->bytes = NULL;
 	p->stmt_name = NULL;
 	p->ops = NULL;
@@ -91,6 +94,26 @@ backend_is_idle(const struct backend *be)
 {
 	return be->state == BE_READY && be->qlen == 0 &&
 	       be->tx_status == 'I' && !be->skipping;
+}
+
+struct pending *
+backend_last_pending(struct backend *be)
+{
+	return be->qlen ? &be->q[(be->qhead + be->qlen - 1) % be->qcap] : NULL;
+}
+
+bool
+backend_owes_nothing(const struct backend *be)
+{
+	uint32_t i;
+
+	if (be->state != BE_READY || be->tx_status != 'I' || be->skipping)
+		return false;
+	for (i = 0; i < be->qlen; i++)
+		if (be->q[(be->qhead + i) % be->qcap].kind !=
+		    PEND_HIDDEN_QUERY)
+			return false;
+	return true;
 }
 
 /* ---- sending ---------------------------------------------------------- */
@@ -634,10 +657,16 @@ static bool
 route_async(struct backend *be, const struct msg_frame *f,
 	    const uint8_t *raw)
 {
+	struct pending *p;
+
 	switch (f->type) {
-	case 'A':	/* NotificationResponse */
 	case 'N':	/* NoticeResponse */
 	case 'S':	/* ParameterStatus */
+		/* A replay could not repeat it: do not cache this answer. */
+		if ((p = q_head(be)) && (p->capture || p->feed))
+			capture_spoil(p->capture ? p->capture : p->feed);
+		/* fall through */
+	case 'A':	/* NotificationResponse */
 		to_client(be, raw, f->len);
 		return true;
 	default:
@@ -661,6 +690,22 @@ route_hidden(struct backend *be, struct pending *p, const struct msg_frame *f)
 	}
 }
 
+/* A cacheable query's answer: copy it aside, store it when it is over. */
+static void
+feed_capture(struct backend *be, struct pending *p, const struct msg_frame *f,
+	     const uint8_t *raw)
+{
+	if (f->type == 'E') {
+		capture_spoil(p->capture);
+	} else if (f->type != 'Z') {
+		capture_add(p->capture, raw, f->len);
+	} else {
+		capture_finish(be->w->srv->cache, p->capture,
+			       f->body_len ? f->body[0] : 'E', be->w->now_ms);
+		p->capture = NULL;
+	}
+}
+
 static void
 route_owed(struct backend *be, struct pending *p, const struct msg_frame *f,
 	   const uint8_t *raw)
@@ -674,6 +719,12 @@ route_owed(struct backend *be, struct pending *p, const struct msg_frame *f,
 		return;
 	}
 	to_client(be, raw, f->len);
+	if (p->feed) {
+		if (t == 'E' || t == 's')
+			capture_spoil(p->feed);
+		else
+			capture_add(p->feed, raw, f->len);
+	}
 	if (t == 'C') {
 		be->last_tag_rollback = f->body_len >= 8 &&
 					memcmp(f->body, "ROLLBACK", 8) == 0;
@@ -681,6 +732,8 @@ route_owed(struct backend *be, struct pending *p, const struct msg_frame *f,
 	switch (p->kind) {
 	case PEND_QUERY:
 	case PEND_SYNC:
+		if (p->capture)
+			feed_capture(be, p, f, raw);
 		if (t == 'E')
 			p->failed = true;
 		else if (t == 'Z')

@@ -24,6 +24,8 @@
 
 struct worker;
 struct shared_pool;
+struct capture;
+struct plan;
 struct user_cred;
 struct cancel_slot;
 
@@ -65,7 +67,12 @@ struct pending {
 	uint16_t nops;
 	uint8_t *bytes;		/* SYNTH_BYTES: messages to send (owned) */
 	uint32_t nbytes;
+	struct capture *capture;	/* Q, Sync: response to cache (owned) */
+	struct capture *feed;		/* Describe, Execute: the group's
+					   capture, owned by its Sync */
 };
+
+enum { DIRTY_MAX = 64 };
 
 enum client_state {
 	CL_STARTUP,		/* waiting for the start-up packet */
@@ -112,6 +119,19 @@ struct client {
 	enum sql_kind portal_kind;
 	char portal_guc[SQL_NAME_MAX];
 	char *portal_sql;
+	/* result cache: what the open transaction wrote, invalidated when
+	 * it ends (before the client hears of it) */
+	bool dirty_flood;		/* the whole database */
+	bool dirty_forget;		/* and the catalog facts */
+	uint8_t n_dirty;
+	uint64_t dirty[DIRTY_MAX];
+	char *unnamed_query;		/* text of the unnamed statement */
+	uint8_t *unnamed_parse;		/* its Parse body (after the name),
+					   when answered from the cache: no
+					   backend has it yet */
+	size_t unnamed_parse_len;
+	struct capture *group_capture;	/* extended group being sent */
+	struct plan *portal_plan;	/* unnamed portal's writes, or NULL */
 };
 
 enum backend_state {

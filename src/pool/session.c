@@ -8,6 +8,11 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "analysis/catalog.h"
+#include "cache/capture.h"
+#include "cache/plan.h"
+#include "cache/store.h"
+#include "cache/tags.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "net/tls.h"
@@ -27,6 +32,8 @@ enum {
 
 static void client_on_event(struct loop_watch *wt, uint32_t events);
 static void session_process(struct client *cl);
+static struct cache_store *cache_of(const struct client *cl);
+static void invalidate_on_leave(struct client *cl, bool in_flight);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -121,6 +128,10 @@ session_free(struct client *cl)
 	guc_ops_free(cl->batch_ops, cl->nbatch_ops);
 	free(cl->unnamed_sql);
 	free(cl->portal_sql);
+	free(cl->unnamed_query);
+	free(cl->unnamed_parse);
+	free(cl->portal_plan);
+	capture_free(cl->group_capture);
 	free(cl->startup);
 	free(cl->cancel);
 	scram_server_clear(&cl->scram);
@@ -169,6 +180,8 @@ session_close(struct client *cl, const char *why)
 		  why ? why : "");
 	if (cl->waiting)
 		pool_cancel_wait(cl);
+	if (cache_of(cl))
+		invalidate_on_leave(cl, cl->srv && cl->srv->qlen);
 	if (cl->srv)
 		detach_backend(cl);
 	if (cl->cancel)
@@ -678,6 +691,420 @@ apply_batch(struct client *cl)
 	return reset_seen;
 }
 
+/* ---- result cache ------------------------------------------------------ */
+
+static struct cache_store *
+cache_of(const struct client *cl)
+{
+	return cl->w->srv->cache;
+}
+
+/* What a statement's transaction must invalidate when it ends. */
+static void
+note_writes(struct client *cl, const struct plan *p)
+{
+	uint32_t i;
+	uint8_t j;
+
+	if (!p->writes)
+		return;
+	cl->dirty_flood |= p->flood;
+	cl->dirty_forget |= p->forget_catalog;
+	for (i = 0; i < p->n_inval && !cl->dirty_flood; i++) {
+		for (j = 0; j < cl->n_dirty; j++)
+			if (cl->dirty[j] == p->inval[i])
+				break;
+		if (j < cl->n_dirty)
+			continue;
+		if (cl->n_dirty == DIRTY_MAX)
+			cl->dirty_flood = true;
+		else
+			cl->dirty[cl->n_dirty++] = p->inval[i];
+	}
+}
+
+static bool
+is_dirty(const struct client *cl)
+{
+	return cl->dirty_flood || cl->dirty_forget || cl->n_dirty;
+}
+
+/* The transaction is over: drop every result it may have changed.  Runs
+ * before the client can read the ReadyForQuery that tells it so. */
+static void
+invalidate_dirty(struct client *cl)
+{
+	struct server *srv = cl->w->srv;
+	uint64_t tag;
+
+	if (cl->dirty_flood || cl->dirty_forget) {
+		tag = cache_tag_db(cl->database);
+		cache_tag_bump(srv->cache, &tag, 1);
+	} else if (cl->n_dirty) {
+		cache_tag_bump(srv->cache, cl->dirty, cl->n_dirty);
+	}
+	if (cl->dirty_forget)
+		catalog_forget(srv->catalog, cl->database);
+	cl->dirty_flood = cl->dirty_forget = false;
+	cl->n_dirty = 0;
+}
+
+/* The client left with a write maybe still committing upstream. */
+static void
+invalidate_on_leave(struct client *cl, bool in_flight)
+{
+	struct worker *w = cl->w;
+
+	if (!is_dirty(cl))
+		return;
+	if (in_flight) {
+		cl->dirty_flood = true;
+		if (w->nrecheck < (int)(sizeof(w->recheck) /
+					sizeof(w->recheck[0]))) {
+			w->recheck[w->nrecheck].tag =
+				cache_tag_db(cl->database);
+			w->recheck[w->nrecheck++].due_ms = w->now_ms + 1000;
+		}
+	}
+	invalidate_dirty(cl);
+}
+
+/* Key of a simple-protocol query: who asks, in which session state. */
+static uint8_t *
+query_key(const struct client *cl, const char *text, size_t len,
+	  size_t *keylen, uint64_t *hash)
+{
+	size_t dl = strlen(cl->database) + 1, ul = strlen(cl->user) + 1;
+	uint64_t sig = cl->settings.sig;
+	uint8_t *k;
+
+	*keylen = 1 + dl + ul + sizeof(sig) + len;
+	k = malloc(*keylen);
+	if (!k)
+		return NULL;
+	k[0] = 'Q';
+	memcpy(k + 1, cl->database, dl);
+	memcpy(k + 1 + dl, cl->user, ul);
+	memcpy(k + 1 + dl + ul, &sig, sizeof(sig));
+	memcpy(k + 1 + dl + ul + sizeof(sig), text, len);
+	*hash = XXH3_64bits(k, *keylen);
+	return k;
+}
+
+/*
+ * A simple Query from a client outside any transaction, with no backend:
+ * answer it from the cache if we can.  True when answered.
+ */
+static bool
+answer_from_cache(struct client *cl, const struct msg_frame *f)
+{
+	const char *text = (const char *)f->body;
+	struct cache_entry *e;
+	struct plan plan;
+	const uint8_t *data;
+	size_t len, keylen;
+	uint64_t hash;
+	uint8_t *key;
+
+	if (f->type != 'Q' || !cache_of(cl) || cl->pinned || cl->in_block ||
+	    !f->body_len || f->body[f->body_len - 1] != 0)
+		return false;
+	plan_make(cl->w->srv->plans, cl->database, text, f->body_len - 1,
+		  &plan);
+	if (!plan.cacheable)
+		return false;
+	key = query_key(cl, text, f->body_len - 1, &keylen, &hash);
+	if (!key)
+		return false;
+	e = cache_get(cache_of(cl), hash, key, keylen, cl->w->now_ms);
+	free(key);
+	if (!e)
+		return false;
+	data = cache_entry_data(e, &len);
+	if (buf_append(&cl->c.out, data, len)) {
+		cache_entry_release(e);
+		return false;
+	}
+	cache_entry_release(e);
+	send_ready(cl, 'I');
+	buf_consume(&cl->c.in, f->len);
+	return true;
+}
+
+/* A simple Query going upstream: note its writes, capture a read. */
+static int
+plan_query(struct client *cl, const char *text, size_t len,
+	   struct pending *p)
+{
+	struct server *srv = cl->w->srv;
+	struct plan plan;
+	size_t keylen;
+	uint64_t hash;
+	uint8_t *key;
+
+	plan_make(srv->plans, cl->database, text, len, &plan);
+	note_writes(cl, &plan);
+	if (!plan.cacheable || cl->pinned || cl->in_block ||
+	    !backend_owes_nothing(cl->srv))
+		return 0;
+	key = query_key(cl, text, len, &keylen, &hash);
+	if (!key)
+		return -1;
+	p->capture = capture_new(srv->cache, key, keylen, hash, plan.tags,
+				 plan.n_tags, (size_t)srv->cfg.cache_max_entry);
+	return 0;
+}
+
+/*
+ * An extended-protocol request the cache can answer whole: an optional
+ * Parse of the unnamed statement, Bind of the unnamed portal, optional
+ * Describe of it, Execute of all its rows, Sync; all in the buffer.
+ */
+struct ext_group {
+	const uint8_t *parse_rest;	/* query + parameter types */
+	size_t parse_rest_len;
+	const char *text;
+	const uint8_t *bind_rest;	/* formats, values, result formats */
+	size_t bind_rest_len;
+	bool has_parse, has_describe;
+};
+
+static bool
+group_parse(struct client *cl, const struct msg_frame *f,
+	    struct ext_group *g)
+{
+	struct msg_reader r;
+	const char *name;
+
+	msg_reader_init(&r, f->body, f->body_len);
+	name = msg_read_str(&r, NULL);
+	if (!name || *name)
+		return false;
+	g->parse_rest = f->body + r.pos;
+	g->parse_rest_len = f->body_len - r.pos;
+	g->text = msg_read_str(&r, NULL);
+	g->has_parse = true;
+	(void)cl;
+	return g->text != NULL;
+}
+
+static bool
+group_bind(struct client *cl, const struct msg_frame *f, struct ext_group *g)
+{
+	const struct pstmt *p;
+	struct msg_reader r;
+	const char *portal, *stmt;
+
+	msg_reader_init(&r, f->body, f->body_len);
+	portal = msg_read_str(&r, NULL);
+	stmt = msg_read_str(&r, NULL);
+	if (!portal || !stmt || *portal || (g->has_parse && *stmt))
+		return false;
+	if (!g->has_parse) {
+		if (!*stmt || !(p = stmt_map_get(&cl->stmts, stmt)))
+			return false;
+		g->parse_rest = p->parse_rest;
+		g->parse_rest_len = p->rest_len;
+		g->text = p->query;
+	}
+	g->bind_rest = f->body + r.pos;
+	g->bind_rest_len = f->body_len - r.pos;
+	return true;
+}
+
+/* Peek the group at the head of the input; its length, or 0. */
+static size_t
+read_group(struct client *cl, struct ext_group *g)
+{
+	const uint8_t *in = buf_head(&cl->c.in);
+	size_t avail = buf_pending(&cl->c.in), off = 0;
+	struct msg_frame f;
+	char want = 'P';
+
+	memset(g, 0, sizeof(*g));
+	for (;;) {
+		if (msg_frame_peek(in + off, avail - off, LARGE_MESSAGE_MAX,
+				   &f) != FRAME_OK || f.avail < f.body_len)
+			return 0;
+		if (want == 'P' && f.type == 'P') {
+			if (!group_parse(cl, &f, g))
+				return 0;
+			want = 'B';
+		} else if ((want == 'P' || want == 'B') && f.type == 'B') {
+			if (!group_bind(cl, &f, g))
+				return 0;
+			want = 'D';
+		} else if (want == 'D' && f.type == 'D') {
+			if (f.body_len != 2 || f.body[0] != 'P' || f.body[1])
+				return 0;
+			g->has_describe = true;
+			want = 'E';
+		} else if ((want == 'D' || want == 'E') && f.type == 'E') {
+			/* unnamed portal, all rows */
+			if (f.body_len != 5 || f.body[0] || msg_be32(f.body + 1))
+				return 0;
+			want = 'S';
+		} else if (want == 'S' && f.type == 'S') {
+			return off + f.len;
+		} else {
+			return 0;
+		}
+		off += f.len;
+	}
+}
+
+static uint8_t *
+group_key(const struct client *cl, const struct ext_group *g,
+	  size_t *keylen, uint64_t *hash)
+{
+	size_t dl = strlen(cl->database) + 1, ul = strlen(cl->user) + 1;
+	uint64_t sig = cl->settings.sig;
+	uint32_t plen = (uint32_t)g->parse_rest_len;
+	uint8_t *k, *w;
+
+	*keylen = 2 + dl + ul + sizeof(sig) + sizeof(plen) +
+		  g->parse_rest_len + g->bind_rest_len;
+	k = w = malloc(*keylen);
+	if (!k)
+		return NULL;
+	*w++ = 'E';
+	*w++ = g->has_describe;
+	memcpy(w, cl->database, dl);
+	w += dl;
+	memcpy(w, cl->user, ul);
+	w += ul;
+	memcpy(w, &sig, sizeof(sig));
+	w += sizeof(sig);
+	memcpy(w, &plen, sizeof(plen));
+	w += sizeof(plen);
+	memcpy(w, g->parse_rest, g->parse_rest_len);
+	w += g->parse_rest_len;
+	memcpy(w, g->bind_rest, g->bind_rest_len);
+	*hash = XXH3_64bits(k, *keylen);
+	return k;
+}
+
+/* A hit on a group with a Parse: the client now has this unnamed
+ * statement, which no backend has: re-Parse it if it is bound again. */
+static int
+remember_unnamed(struct client *cl, const struct ext_group *g)
+{
+	free(cl->unnamed_query);
+	free(cl->unnamed_parse);
+	cl->unnamed_query = strdup(g->text);
+	cl->unnamed_parse = malloc(g->parse_rest_len);
+	cl->unnamed_parse_len = g->parse_rest_len;
+	if (!cl->unnamed_query || !cl->unnamed_parse)
+		return -1;
+	memcpy(cl->unnamed_parse, g->parse_rest, g->parse_rest_len);
+	cl->unnamed_kind = SQL_OTHER;
+	cl->unnamed_guc[0] = 0;
+	free(cl->unnamed_sql);
+	cl->unnamed_sql = NULL;
+	cl->unnamed_local = false;
+	return 0;
+}
+
+static void
+put_empty(struct buf *b, char type)
+{
+	size_t start;
+
+	if (msg_begin(b, type, &start) == 0)
+		msg_end(b, start);
+}
+
+/*
+ * The client, with no backend, sent an extended-protocol group: answer
+ * it from the cache, or arm a capture for its answer.  True if answered.
+ */
+static bool
+answer_group_from_cache(struct client *cl, const struct msg_frame *f)
+{
+	struct server *srv = cl->w->srv;
+	struct cache_entry *e;
+	struct ext_group g;
+	struct plan plan;
+	const uint8_t *data;
+	size_t total, len, keylen;
+	uint64_t hash;
+	uint8_t *key;
+
+	capture_free(cl->group_capture);
+	cl->group_capture = NULL;
+	if ((f->type != 'P' && f->type != 'B') || !srv->cache || cl->pinned ||
+	    cl->in_block || !(total = read_group(cl, &g)))
+		return false;
+	plan_make(srv->plans, cl->database, g.text, strlen(g.text), &plan);
+	if (!plan.cacheable || !(key = group_key(cl, &g, &keylen, &hash)))
+		return false;
+	e = cache_get(srv->cache, hash, key, keylen, cl->w->now_ms);
+	if (!e) {	/* a miss: catch the answer on its way */
+		cl->group_capture = capture_new(srv->cache, key, keylen, hash,
+						plan.tags, plan.n_tags,
+						srv->cfg.cache_max_entry);
+		return false;
+	}
+	free(key);
+	if (g.has_parse && remember_unnamed(cl, &g)) {
+		cache_entry_release(e);
+		return false;
+	}
+	free(cl->portal_plan);
+	cl->portal_plan = NULL;
+	cl->portal_local = false;
+	if (g.has_parse)
+		put_empty(&cl->c.out, '1');
+	put_empty(&cl->c.out, '2');
+	data = cache_entry_data(e, &len);
+	buf_append(&cl->c.out, data, len);
+	cache_entry_release(e);
+	send_ready(cl, 'I');
+	buf_consume(&cl->c.in, total);
+	return true;
+}
+
+/* The group's Describe and Execute feed its capture; its Sync owns it. */
+static void
+attach_group_capture(struct client *cl, uint8_t type)
+{
+	struct pending *p;
+
+	if (!cl->group_capture || !cl->srv ||
+	    !(p = backend_last_pending(cl->srv)))
+		return;
+	if (type == 'D' || type == 'E') {
+		p->feed = cl->group_capture;
+	} else if (type == 'S') {
+		p->capture = cl->group_capture;
+		cl->group_capture = NULL;
+	}
+}
+
+/* Bind of a statement that may write: remember it for its Execute. */
+static int
+plan_portal(struct client *cl, const char *portal, const char *text)
+{
+	struct plan plan;
+
+	free(cl->portal_plan);
+	cl->portal_plan = NULL;
+	if (!cache_of(cl) || !text)
+		return 0;
+	plan_make(cl->w->srv->plans, cl->database, text, strlen(text), &plan);
+	if (!plan.writes)
+		return 0;
+	if (*portal) {		/* named portals: count it as executed */
+		note_writes(cl, &plan);
+		return 0;
+	}
+	cl->portal_plan = malloc(sizeof(plan));
+	if (!cl->portal_plan)
+		return -1;
+	*cl->portal_plan = plan;
+	return 0;
+}
+
 void
 session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
 	      bool idle)
@@ -689,6 +1116,8 @@ session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
 		reset_seen = apply_batch(cl);
 	if (tx_status != 'I')
 		return;
+	if (is_dirty(cl))
+		invalidate_dirty(cl);
 	if (cl->in_block && !rolled_back) {
 		guc_state_copy(&cl->settings, &cl->tx_settings);
 		if (be)
@@ -822,13 +1251,25 @@ handle_query(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 	struct pending p = { .kind = PEND_QUERY };
 	int rc = 0;
 
-	if (!transaction_mode(cl) || !sqlclass_interesting(text, len))
-		return send_plain(cl, raw, f->len, PEND_QUERY);
-	if (local_deallocate(cl, text, len, &rc))
-		return rc;
-	if (make_ops(text, len, cl, &p.ops, &p.nops))
+	if (cache_of(cl) && plan_query(cl, text, len, &p))
 		return -1;
-	return backend_send(cl->srv, raw, f->len, &p);
+	if (!transaction_mode(cl) || !sqlclass_interesting(text, len))
+		goto send;
+	if (local_deallocate(cl, text, len, &rc)) {
+		capture_free(p.capture);
+		return rc;
+	}
+	if (make_ops(text, len, cl, &p.ops, &p.nops)) {
+		capture_free(p.capture);
+		return -1;
+	}
+send:
+	rc = backend_send(cl->srv, raw, f->len, &p);
+	if (rc) {
+		capture_free(p.capture);
+		guc_ops_free(p.ops, p.nops);
+	}
+	return rc;
 }
 
 static void
@@ -931,6 +1372,10 @@ handle_parse(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 				   f->body_len - rest_off, kind, guc);
 	cl->unnamed_kind = kind;
 	memcpy(cl->unnamed_guc, guc, SQL_NAME_MAX);
+	free(cl->unnamed_query);
+	cl->unnamed_query = cache_of(cl) ? strdup(query) : NULL;
+	free(cl->unnamed_parse);
+	cl->unnamed_parse = NULL;
 	free(cl->unnamed_sql);
 	cl->unnamed_sql = changes_state(kind) ? strdup(query) : NULL;
 	/* psycopg 3 sends DEALLOCATE through the extended protocol. */
@@ -979,6 +1424,28 @@ track_portal(struct client *cl, const char *portal, const struct pstmt *p)
 						     cl->unnamed_sql : "");
 }
 
+/* The unnamed statement was answered from the cache: give it to the
+ * backend before it is used. */
+static int
+reparse_unnamed(struct client *cl)
+{
+	struct pending pend = { .kind = PEND_HIDDEN_PARSE };
+	struct backend *be = cl->srv;
+	size_t start;
+
+	if (!cl->unnamed_parse)
+		return 0;
+	if (msg_begin(&be->c.out, 'P', &start) ||
+	    msg_put_str(&be->c.out, "") ||
+	    msg_put_bytes(&be->c.out, cl->unnamed_parse,
+			  cl->unnamed_parse_len))
+		return -1;
+	msg_end(&be->c.out, start);
+	free(cl->unnamed_parse);
+	cl->unnamed_parse = NULL;
+	return backend_send(be, NULL, 0, &pend);
+}
+
 static int
 handle_bind(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 {
@@ -994,9 +1461,14 @@ handle_bind(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 		return -2;
 	if (!transaction_mode(cl))
 		return send_plain(cl, raw, f->len, PEND_ONE);
+	if (!*stmt && reparse_unnamed(cl))
+		return -1;
 	if (*stmt)
 		p = stmt_map_get(&cl->stmts, stmt);
 	track_portal(cl, portal, p);
+	if (plan_portal(cl, portal, p ? p->query : !*stmt ? cl->unnamed_query
+						      : NULL))
+		return -1;
 	if (!*portal)
 		cl->portal_local = !*stmt && cl->unnamed_local;
 	if (!*stmt && cl->unnamed_local)
@@ -1032,6 +1504,8 @@ handle_describe_close(struct client *cl, const struct msg_frame *f,
 			return -1;
 		return push_synth(cl, 'n', NULL, 0);
 	}
+	if (what == 'S' && !*name && reparse_unnamed(cl))
+		return -1;
 	if (!transaction_mode(cl) || what == 'P' || !*name ||
 	    !(p = stmt_map_get(&cl->stmts, name)))
 		return send_plain(cl, raw, f->len, kind);
@@ -1049,6 +1523,8 @@ handle_execute(struct client *cl, const struct msg_frame *f,
 	struct pending p = { .kind = PEND_EXECUTE };
 	const char *tag;
 
+	if (f->body_len && f->body[0] == 0 && cl->portal_plan)
+		note_writes(cl, cl->portal_plan);
 	if (f->body_len && f->body[0] == 0 && cl->portal_local) {
 		tag = deallocate_local(cl, cl->portal_kind, cl->portal_guc);
 		return push_synth(cl, 'C', tag, strlen(tag) + 1);
@@ -1223,6 +1699,9 @@ process_messages(struct client *cl)
 		}
 		if (!cl->srv && prepare_locally(cl, &f))
 			continue;
+		if (!cl->srv && (answer_from_cache(cl, &f) ||
+				 answer_group_from_cache(cl, &f)))
+			continue;
 		if (!cl->srv && (cl->waiting || !pool_acquire(cl->pool, cl)))
 			return;
 		if (server_blocked(cl))
@@ -1239,6 +1718,7 @@ process_messages(struct client *cl)
 			fatal(cl, "53200", "out of memory");
 			return;
 		}
+		attach_group_capture(cl, f.type);
 		buf_consume(&cl->c.in, f.len);
 	}
 }

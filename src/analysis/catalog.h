@@ -1,0 +1,71 @@
+/*
+ * catalog.h - what the upstream's catalogs say about a relation or a
+ * function name, as far as the result cache needs it.
+ *
+ * Facts are fetched by one background thread over libpq (one connection
+ * per database, as the upstream URL's user) and cached per (database,
+ * name).  Lookups never block and never wait for the network: a name not
+ * known yet returns CAT_UNKNOWN and is queued; the statement that asked is
+ * simply not cached this time (and a write is invalidated database-wide).
+ *
+ * Facts are keyed by name alone, the union over every schema that has
+ * the name: safe whatever the client's search_path, at the cost of some
+ * extra invalidation.  DDL seen by the proxy calls catalog_forget(),
+ * which drops the database's facts; a fetch that raced with it is thrown
+ * away (generation numbers), so no pre-DDL fact survives.
+ *
+ * Thread-safe: any worker may call any function.
+ */
+#ifndef PGVALET_ANALYSIS_CATALOG_H
+#define PGVALET_ANALYSIS_CATALOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/pgurl.h"
+
+struct catalog;
+
+enum { CAT_MAX_TAGS = 16 };
+
+enum cat_status {
+	CAT_UNKNOWN = 0,	/* not fetched yet (now queued) or fetch failed */
+	CAT_KNOWN,
+};
+
+/* A relation name. */
+struct cat_rel {
+	bool exists;		/* a table, view, matview, foreign table or sequence */
+	bool uncacheable;	/* temp, foreign, sequence, or a view/policy
+				   calling a volatile or user-defined function */
+	bool write_floods;	/* user triggers or rules: a write may change
+				   anything */
+	uint8_t n_read;		/* 0 with !uncacheable: nothing to tag */
+	uint8_t n_write;
+	uint64_t read_tags[CAT_MAX_TAGS];	/* base relations read */
+	uint64_t write_tags[CAT_MAX_TAGS];	/* relations a write may change */
+};
+
+/* A function name, over all its overloads. */
+enum cat_func {
+	CAT_FUNC_SAFE,		/* immutable, or a built-in stable one */
+	CAT_FUNC_UNSAFE,	/* volatile built-in, stable user function,
+				   unknown name, or one that reads catalogs */
+	CAT_FUNC_WRITES,	/* a volatile user function: may write */
+};
+
+/* NULL on OOM.  The upstream URL gives host, port, user, password, TLS. */
+struct catalog *catalog_new(const struct pg_url *upstream);
+/* Start the fetching thread; -1 if it cannot be created. */
+int catalog_start(struct catalog *cat);
+void catalog_free(struct catalog *cat);
+
+enum cat_status catalog_rel(struct catalog *cat, const char *db,
+			    const char *name, struct cat_rel *out);
+enum cat_status catalog_func(struct catalog *cat, const char *db,
+			     const char *name, enum cat_func *out);
+
+/* Forget every fact about 'db' (after DDL). */
+void catalog_forget(struct catalog *cat, const char *db);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * capture.c - a cacheable response copied aside (see capture.h).
+ */
+#include "cache/capture.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct capture *
+capture_new(const struct cache_store *s, uint8_t *key, size_t keylen,
+	    uint64_t hash, const uint64_t *tags, size_t ntags,
+	    size_t max_entry)
+{
+	struct capture *c = calloc(1, sizeof(*c));
+
+	if (!c || cache_stamp_take(s, &c->stamp, tags, ntags)) {
+		free(c);
+		free(key);
+		return NULL;
+	}
+	c->key = key;
+	c->keylen = keylen;
+	c->hash = hash;
+	c->max = max_entry > keylen ? max_entry - keylen : 0;
+	return c;
+}
+
+void
+capture_spoil(struct capture *c)
+{
+	c->spoiled = true;
+	free(c->data);
+	c->data = NULL;
+	c->len = c->cap = 0;
+}
+
+void
+capture_add(struct capture *c, const uint8_t *msg, size_t len)
+{
+	size_t cap;
+	uint8_t *nd;
+
+	if (c->spoiled)
+		return;
+	if (c->len + len > c->max) {
+		capture_spoil(c);
+		return;
+	}
+	if (c->len + len > c->cap) {
+		cap = c->cap ? c->cap * 2 : 512;
+		while (cap < c->len + len)
+			cap *= 2;
+		if (cap > c->max)
+			cap = c->max;
+		nd = realloc(c->data, cap);
+		if (!nd) {
+			capture_spoil(c);
+			return;
+		}
+		c->data = nd;
+		c->cap = cap;
+	}
+	memcpy(c->data + c->len, msg, len);
+	c->len += len;
+}
+
+enum cache_put_result
+capture_finish(struct cache_store *s, struct capture *c, uint8_t tx_status,
+	       uint64_t now_ms)
+{
+	enum cache_put_result r = CACHE_TOO_BIG;
+
+	if (!c->spoiled && tx_status == 'I' && c->len)
+		r = cache_put(s, c->hash, c->key, c->keylen, c->data, c->len,
+			      &c->stamp, now_ms);
+	capture_free(c);
+	return r;
+}
+
+void
+capture_free(struct capture *c)
+{
+	if (!c)
+		return;
+	free(c->key);
+	free(c->data);
+	free(c);
+}

@@ -1,0 +1,42 @@
+/*
+ * capture.h - the response of a cacheable query on its way to the client,
+ * copied aside so it can be stored once it completed cleanly.
+ *
+ * A capture is made when the query is sent (the key and the stamp of its
+ * tags' versions, taken before the send), fed every message the server
+ * answers with, and finished at ReadyForQuery: stored only if no error
+ * came, it ended outside a transaction block and it fits max_entry.
+ * Owned by the pending request it belongs to; one thread at a time.
+ */
+#ifndef PGVALET_CACHE_CAPTURE_H
+#define PGVALET_CACHE_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/store.h"
+
+struct capture {
+	uint64_t hash;
+	uint8_t *key;
+	size_t keylen;
+	uint8_t *data;
+	size_t len, cap, max;
+	bool spoiled;		/* error, too big or out of memory */
+	struct cache_stamp stamp;
+};
+
+/* Takes ownership of key (malloc'ed); NULL on OOM or too many tags. */
+struct capture *capture_new(const struct cache_store *s, uint8_t *key,
+			    size_t keylen, uint64_t hash, const uint64_t *tags,
+			    size_t ntags, size_t max_entry);
+/* One server message (type byte included), in order. */
+void capture_add(struct capture *c, const uint8_t *msg, size_t len);
+void capture_spoil(struct capture *c);
+/* At ReadyForQuery: store if clean; frees c either way. */
+enum cache_put_result capture_finish(struct cache_store *s, struct capture *c,
+				     uint8_t tx_status, uint64_t now_ms);
+void capture_free(struct capture *c);
+
+#endif

@@ -1,0 +1,399 @@
+"""The result cache's promises (DESIGN.md section 1), each against a real Postgres.
+
+Until the replication stream lands, a write that bypasses the proxy is not seen:
+the tests use exactly that to prove a read was served from the cache
+(`wait_cached`), and every freshness test first proves its read *was* cached,
+so it cannot pass merely because nothing is cached.
+"""
+import time
+
+import psycopg
+import psycopg2
+import pytest
+
+
+def one(conn, sql, params=None):
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    row = cur.fetchone()
+    return row[0] if row and len(row) == 1 else row
+
+
+def wait_cached(pconn, direct, sql, bump_sql, timeout=10.0):
+    """Repeat `sql` through the proxy until a direct (bypassing) change made by
+    `bump_sql` stays invisible to it: the answer then comes from the cache.
+    Returns the cached answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = one(pconn, sql)
+        one(pconn, sql)
+        direct.cursor().execute(bump_sql)
+        after = one(pconn, sql)
+        if after == before:
+            return before
+        time.sleep(0.05)
+    pytest.fail(f"never served from the cache: {sql}")
+
+
+@pytest.fixture
+def cproxy(proxy):
+    return proxy(pool_mode="transaction")
+
+
+@pytest.fixture
+def table(pg, uniq):
+    """A table of 10 rows (id, v int, note text), created directly on Postgres."""
+    d = pg.connect()
+    d.cursor().execute(f"CREATE TABLE {uniq} (id int PRIMARY KEY, v int NOT NULL, note text)")
+    d.cursor().execute(f"INSERT INTO {uniq} SELECT g, g * 10, 'n' || g FROM generate_series(1, 10) g")
+    yield uniq
+    d.cursor().execute(f"DROP TABLE IF EXISTS {uniq} CASCADE")
+    d.close()
+
+
+def test_repeated_read_is_served_from_cache(cproxy, pg, table):
+    p, d = cproxy.connect(), pg.connect()
+    cached = wait_cached(p, d, f"SELECT sum(v) FROM {table}", f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+    assert one(d, f"SELECT sum(v) FROM {table}") != cached  # Postgres moved on; the cache did not
+
+
+def test_fresh_read_after_autocommit_write_on_another_connection(cproxy, pg, table):
+    reader, writer, d = cproxy.connect(), cproxy.connect(), pg.connect()
+    sql = f"SELECT v FROM {table} WHERE id = 3"
+    wait_cached(reader, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 3")
+    writer.cursor().execute(f"UPDATE {table} SET v = 777 WHERE id = 3")
+    assert one(reader, sql) == 777
+
+
+def test_fresh_read_after_committed_transaction_on_another_connection(cproxy, pg, table):
+    reader, writer, d = cproxy.connect(), cproxy.connect(autocommit=False), pg.connect()
+    sql = f"SELECT count(*) FROM {table}"
+    wait_cached(reader, d, sql, f"INSERT INTO {table} VALUES ((SELECT max(id) + 1 FROM {table}), 0, 'x')")
+    cur = writer.cursor()
+    cur.execute(f"INSERT INTO {table} VALUES (1000, 1, 'w')")
+    cached = one(reader, sql)
+    assert cached != one(d, sql)  # still the cached answer: nothing committed yet
+    writer.commit()
+    assert one(reader, sql) == one(d, sql)
+
+
+def test_rollback_changes_nothing_and_reads_stay_right(cproxy, pg, table):
+    reader, writer, d = cproxy.connect(), cproxy.connect(autocommit=False), pg.connect()
+    sql = f"SELECT v FROM {table} WHERE id = 2"
+    wait_cached(reader, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 2")
+    writer.cursor().execute(f"UPDATE {table} SET v = -1 WHERE id = 2")
+    writer.rollback()
+    assert one(reader, sql) != -1
+
+
+def test_transaction_sees_its_own_write(cproxy, pg, table):
+    c, d = cproxy.connect(), pg.connect()
+    sql = f"SELECT note FROM {table} WHERE id = 4"
+    wait_cached(c, d, sql, f"UPDATE {table} SET note = note || '+' WHERE id = 4")
+    c.autocommit = False
+    cur = c.cursor()
+    cur.execute(f"UPDATE {table} SET note = 'mine' WHERE id = 4")
+    cur.execute(sql)
+    assert cur.fetchone()[0] == "mine"
+    c.commit()
+    assert one(c, sql) == "mine"
+
+
+def test_write_through_extended_protocol_invalidates(cproxy, pg, table):
+    reader, d = cproxy.connect(), pg.connect()
+    sql = f"SELECT v FROM {table} WHERE id = 5"
+    wait_cached(reader, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 5")
+    with psycopg.connect(cproxy.dsn, autocommit=True, prepare_threshold=0) as w:
+        w.execute(f"UPDATE {table} SET v = %s WHERE id = %s", (4242, 5))
+        w.execute(f"UPDATE {table} SET v = %s WHERE id = %s", (4343, 5))
+    assert one(reader, sql) == 4343
+
+
+def test_repeatable_read_is_never_served_from_cache(cproxy, pg, table):
+    c, d = cproxy.connect(), pg.connect()
+    sql = f"SELECT v FROM {table} WHERE id = 6"
+    cached = wait_cached(c, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 6")
+    c.autocommit = False
+    c.set_session(isolation_level="REPEATABLE READ")
+    cur = c.cursor()
+    cur.execute(sql)
+    assert cur.fetchone()[0] == one(d, sql) != cached
+    c.rollback()
+
+
+def test_volatile_functions_are_never_cached(cproxy, pg, uniq):
+    c = cproxy.connect()
+    randoms = {one(c, "SELECT random()") for _ in range(5)}
+    assert len(randoms) == 5
+    c.cursor().execute(f"CREATE SEQUENCE {uniq}")
+    values = [one(c, f"SELECT nextval('{uniq}')") for _ in range(5)]
+    assert values == [1, 2, 3, 4, 5]
+    stamps = {one(c, "SELECT clock_timestamp()") for _ in range(3)}
+    assert len(stamps) == 3
+    times = set()
+    for _ in range(3):
+        times.add(one(c, "SELECT now()"))
+        time.sleep(0.01)
+    assert len(times) == 3
+
+
+def test_user_volatile_function_is_not_cached(cproxy, pg, table):
+    c, d = cproxy.connect(), pg.connect()
+    d.cursor().execute(f"CREATE FUNCTION {table}_f() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT max(v) FROM {table}'")
+    sql = f"SELECT {table}_f()"
+    for _ in range(3):
+        one(c, sql)
+        time.sleep(0.1)
+    d.cursor().execute(f"UPDATE {table} SET v = 99999 WHERE id = 1")
+    assert one(c, sql) == 99999
+
+
+def test_search_path_is_part_of_the_key(cproxy, pg, uniq):
+    d = pg.connect()
+    for schema, value in (("a", 1), ("b", 2)):
+        d.cursor().execute(f"CREATE SCHEMA {uniq}_{schema}")
+        d.cursor().execute(f"CREATE TABLE {uniq}_{schema}.t (v int)")
+        d.cursor().execute(f"INSERT INTO {uniq}_{schema}.t VALUES ({value})")
+    try:
+        ca, cb = cproxy.connect(), cproxy.connect()
+        ca.cursor().execute(f"SET search_path = {uniq}_a")
+        cb.cursor().execute(f"SET search_path = {uniq}_b")
+        for _ in range(5):
+            assert one(ca, "SELECT v FROM t") == 1
+            assert one(cb, "SELECT v FROM t") == 2
+            time.sleep(0.05)
+    finally:
+        d.cursor().execute(f"DROP SCHEMA {uniq}_a, {uniq}_b CASCADE")
+
+
+def test_row_level_security_users_never_see_each_others_rows(cproxy, pg, uniq):
+    d = pg.connect()
+    cur = d.cursor()
+    cur.execute(f"CREATE TABLE {uniq} (owner int, secret text)")
+    cur.execute(f"INSERT INTO {uniq} VALUES (1, 'one'), (2, 'two')")
+    cur.execute(f"ALTER TABLE {uniq} ENABLE ROW LEVEL SECURITY")
+    cur.execute(f"CREATE POLICY p ON {uniq} USING (owner = current_setting('app.user_id')::int)")
+    cur.execute(f"GRANT SELECT ON {uniq} TO app")
+    try:
+        c1, c2 = cproxy.connect(), cproxy.connect()
+        for c, uid in ((c1, 1), (c2, 2)):
+            c.cursor().execute("SET ROLE app")
+            c.cursor().execute(f"SET app.user_id = '{uid}'")
+        sql = f"SELECT string_agg(secret, ',') FROM {uniq}"
+        for _ in range(5):
+            assert one(c1, sql) == "one"
+            assert one(c2, sql) == "two"
+            time.sleep(0.05)
+        c1.cursor().execute("SET app.user_id = '2'")
+        assert one(c1, sql) == "two"
+    finally:
+        cur.execute(f"DROP TABLE {uniq}")
+
+
+def test_role_change_is_part_of_the_key(cproxy, pg, uniq):
+    d = pg.connect()
+    d.cursor().execute(f"CREATE TABLE {uniq} (v int)")
+    d.cursor().execute(f"INSERT INTO {uniq} VALUES (1)")
+    try:
+        c = cproxy.connect()
+        sql = f"SELECT count(*) FROM {uniq}"
+        for _ in range(3):
+            assert one(c, sql) == 1
+            time.sleep(0.05)
+        c.cursor().execute("SET ROLE app")  # app has no privilege on the table
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            one(c, sql)
+    finally:
+        d.cursor().execute(f"DROP TABLE {uniq}")
+
+
+def test_view_read_is_invalidated_by_a_write_to_its_table(cproxy, pg, table):
+    d, c = pg.connect(), cproxy.connect()
+    d.cursor().execute(f"CREATE VIEW {table}_v AS SELECT sum(v) AS s FROM {table}")
+    sql = f"SELECT s FROM {table}_v"
+    wait_cached(c, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+    c.cursor().execute(f"UPDATE {table} SET v = 0")
+    assert one(c, sql) == 0
+
+
+def test_trigger_side_effects_are_invalidated(cproxy, pg, table):
+    d, c = pg.connect(), cproxy.connect()
+    cur = d.cursor()
+    cur.execute(f"CREATE TABLE {table}_log (n int)")
+    cur.execute(f"""CREATE FUNCTION {table}_trg() RETURNS trigger LANGUAGE plpgsql AS
+                    'BEGIN INSERT INTO {table}_log VALUES (NEW.id); RETURN NEW; END'""")
+    cur.execute(f"CREATE TRIGGER t AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_trg()")
+    sql = f"SELECT count(*) FROM {table}_log"
+    wait_cached(c, d, sql, f"INSERT INTO {table}_log VALUES (0)")
+    c.cursor().execute(f"INSERT INTO {table} VALUES (500, 1, 'via trigger')")
+    assert one(c, sql) == one(d, sql)
+    cur.execute(f"DROP TABLE {table}_log")
+
+
+def test_cascading_delete_invalidates_the_child_table(cproxy, pg, table):
+    d, c = pg.connect(), cproxy.connect()
+    d.cursor().execute(f"CREATE TABLE {table}_child (id serial, parent int REFERENCES {table} ON DELETE CASCADE)")
+    d.cursor().execute(f"INSERT INTO {table}_child (parent) SELECT id FROM {table}")
+    sql = f"SELECT count(*) FROM {table}_child"
+    wait_cached(c, d, sql, f"INSERT INTO {table}_child (parent) VALUES (1)")
+    c.cursor().execute(f"DELETE FROM {table} WHERE id = 1")
+    assert one(c, sql) == one(d, sql)
+
+
+def test_ddl_through_the_proxy_invalidates(cproxy, pg, table):
+    d, c = pg.connect(), cproxy.connect()
+    sql = f"SELECT * FROM {table} WHERE id = 7"
+    wait_cached(c, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 7")
+    c.cursor().execute(f"ALTER TABLE {table} ADD COLUMN extra int DEFAULT 5")
+    assert one(c, sql)[-1] == 5
+
+
+def test_results_over_max_entry_are_not_stored(proxy, pg, table):
+    p = proxy(pool_mode="transaction", extra=["--cache-max-entry", "2kB"])
+    c, d = p.connect(), pg.connect()
+    wait_cached(c, d, f"SELECT v FROM {table} WHERE id = 8", f"UPDATE {table} SET v = v + 1 WHERE id = 8")
+    big = f"SELECT repeat(note, 2000) FROM {table} WHERE id = 9"  # 4 kB
+    for _ in range(3):
+        one(c, big)
+        time.sleep(0.1)
+    d.cursor().execute(f"UPDATE {table} SET note = 'changed' WHERE id = 9")
+    assert one(c, big).startswith("changed")
+
+
+def test_skip_hint_bypasses_the_cache(cproxy, pg, table):
+    c, d = cproxy.connect(), pg.connect()
+    sql = f"SELECT /* pgvalet:skip */ v FROM {table} WHERE id = 10"
+    for _ in range(3):
+        one(c, sql)
+        time.sleep(0.1)
+    d.cursor().execute(f"UPDATE {table} SET v = 31337 WHERE id = 10")
+    assert one(c, sql) == 31337
+
+
+def test_errors_are_not_cached(cproxy, pg, uniq):
+    c, d = cproxy.connect(), pg.connect()
+    d.cursor().execute(f"CREATE TABLE {uniq} (v int)")
+    d.cursor().execute(f"INSERT INTO {uniq} VALUES (0)")
+    sql = f"SELECT 1 / v FROM {uniq}"
+    for _ in range(3):
+        with pytest.raises(psycopg2.errors.DivisionByZero):
+            one(c, sql)
+        time.sleep(0.1)
+    d.cursor().execute(f"UPDATE {uniq} SET v = 1")
+    assert one(c, sql) == 1
+    d.cursor().execute(f"DROP TABLE {uniq}")
+
+
+def test_cache_off_with_size_zero(proxy, pg, table):
+    p = proxy(pool_mode="transaction", extra=["--cache-size", "0"])
+    c, d = p.connect(), pg.connect()
+    sql = f"SELECT v FROM {table} WHERE id = 1"
+    for _ in range(3):
+        one(c, sql)
+        time.sleep(0.1)
+    d.cursor().execute(f"UPDATE {table} SET v = 5150 WHERE id = 1")
+    assert one(c, sql) == 5150
+    assert "result cache off" in p.stderr
+
+
+# ---- extended protocol ------------------------------------------------------
+
+import asyncio
+import struct
+
+import asyncpg
+
+import pgwire
+
+
+def raw_exchange(w, data):
+    """Send data, return every byte the server answered up to ReadyForQuery."""
+    w.send(data)
+    out = []
+    while True:
+        t, payload = w.read_msg()
+        out.append(t + struct.pack("!i", len(payload) + 4) + payload)
+        if t == b"Z":
+            return b"".join(out)
+
+
+def bind_binary(params, stmt="", portal=""):
+    """Bind with text parameters and binary results."""
+    body = pgwire.cstr(portal) + pgwire.cstr(stmt) + struct.pack("!hh", 0, len(params))
+    for p in params:
+        b = str(p).encode()
+        body += struct.pack("!i", len(b)) + b
+    return pgwire.msg(b"B", body + struct.pack("!hh", 1, 1))
+
+
+def test_extended_replay_is_byte_identical_to_the_server(cproxy, pg, table):
+    sql = f"SELECT id, v, note, v::float8 / 3 AS third FROM {table} WHERE id <= $1 ORDER BY id"
+    group = (pgwire.parse("", sql, (23,)) + bind_binary([4]) + pgwire.describe(b"P")
+             + pgwire.execute() + pgwire.sync())
+    direct = pgwire.connect(pg.port)
+    expected = raw_exchange(direct, group)
+    w = pgwire.connect(cproxy.port)
+    answers = []
+    for _ in range(4):
+        answers.append(raw_exchange(w, group))
+        time.sleep(0.1)
+    pg.connect().cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+    hit = raw_exchange(w, group)
+    assert hit == expected  # the change bypassed the proxy: this came from the cache
+    assert all(a == expected for a in answers)
+    assert raw_exchange(direct, group) != expected
+
+
+def test_unnamed_statement_answered_from_cache_can_be_bound_again(cproxy, pg, table):
+    sql = f"SELECT v FROM {table} WHERE id = $1"
+    w = pgwire.connect(cproxy.port)
+    group = pgwire.parse("", sql, (23,)) + pgwire.bind("", [2]) + pgwire.execute() + pgwire.sync()
+    for _ in range(4):
+        w.send(group)
+        res = w.read_result()
+        assert res.rows == [("20",)], res.errors
+        time.sleep(0.1)
+    # Bind the unnamed statement without a new Parse: a backend must get it.
+    res = w.extended(pgwire.bind("", [3]), pgwire.execute())
+    assert res.error is None and res.rows == [("30",)]
+
+
+def test_prepared_statement_reads_are_cached_and_invalidated(cproxy, pg, table):
+    d = pg.connect()
+    with psycopg.connect(cproxy.dsn, autocommit=True, prepare_threshold=0) as c:
+        sql = f"SELECT v FROM {table} WHERE id = %s"
+
+        def read():
+            return c.execute(sql, (6,)).fetchone()[0]
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            before = read()
+            read()
+            d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 6")
+            if read() == before:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("prepared read never served from the cache")
+        with psycopg.connect(cproxy.dsn, autocommit=True) as w:
+            w.execute(f"UPDATE {table} SET v = %s WHERE id = 6", (-6,))
+        assert read() == -6
+
+
+def test_asyncpg_statement_cache_reads_stay_fresh(cproxy, pg, table):
+    async def run():
+        conn = await asyncpg.connect(cproxy.dsn)
+        try:
+            sql = f"SELECT v FROM {table} WHERE id = $1"
+            for _ in range(5):
+                assert await conn.fetchval(sql, 7) == 70
+                await asyncio.sleep(0.05)
+            await conn.execute(f"UPDATE {table} SET v = 71 WHERE id = 7")
+            assert await conn.fetchval(sql, 7) == 71
+            async with conn.transaction():
+                await conn.execute(f"UPDATE {table} SET v = 72 WHERE id = 7")
+            assert await conn.fetchval(sql, 7) == 72
+        finally:
+            await conn.close()
+    asyncio.run(run())
