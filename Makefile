@@ -41,7 +41,7 @@ LIB     := $(O)/libpgvalet.a
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BIN := $(patsubst %.c,$(O)/%,$(UNIT_SRC))
 
-.PHONY: all test unit integration asan fuzz fuzz-replay symbols bench demo soak clean deps
+.PHONY: all test unit integration asan fuzz fuzz-replay symbols bench bench-cache demo soak clean deps
 all: $(O)/pgvalet
 
 $(O)/%.o: %.c
@@ -78,8 +78,17 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(MAKE) BUILD=asan integration
 
-bench: deps all
+bench: deps all $(O)/bench/cache_policy
 	$(PYTHON) bench/run.py --binary $(abspath $(O)/pgvalet)
+	$(O)/bench/cache_policy $(BENCH_CACHE_ARGS)
+
+# Result-cache policy benchmark: S3-FIFO store vs LRU/FIFO, get throughput.
+$(O)/bench/cache_policy: bench/cache_policy.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS) -lm
+
+bench-cache: $(O)/bench/cache_policy
+	$(O)/bench/cache_policy $(BENCH_CACHE_ARGS)
 
 demo: deps all
 	bash scripts/demo $(abspath $(O)/pgvalet)
@@ -142,9 +151,13 @@ fuzz-replay: $(FUZZ_TARGETS:%=$(O)/fuzz-replay/%)
 
 # Our symbols must not be exported: libpg_query exports the PG parser's
 # internals and an exported name of ours would interpose on them.  (Its
-# protobuf descriptors show up here too, copied in by copy relocations.)
+# data (protobuf descriptors...) shows up here too, copied in by copy
+# relocations: names libpg_query itself defines are not ours.)
 symbols: $(O)/pgvalet
-	@bad=$$(nm -D --defined-only $(O)/pgvalet | awk '$$2 ~ /^[TDB]$$/ && $$3 !~ /@/ && $$3 !~ /^pg_query__/ {print $$3}'); \
+	@lib=$$(ldd $(O)/pgvalet | awk '/libpg_query/ {print $$3}'); \
+	theirs=$$( [ -n "$$lib" ] && nm -D --defined-only $$lib | awk '{print $$3}'); \
+	bad=$$(nm -D --defined-only $(O)/pgvalet | awk '$$2 ~ /^[TDB]$$/ && $$3 !~ /@/ {print $$3}' | \
+	  grep -vxF "$$theirs" || true); \
 	if [ -n "$$bad" ]; then echo "exported symbols: $$bad"; exit 1; fi
 
 FUZZ_OBJ := $(patsubst %.c,build/fuzz/%.o,$(sort $(foreach t,$(FUZZ_TARGETS),$($(t)_SRC))))

@@ -975,6 +975,217 @@ finish(struct shape_build *b, struct analysis *a)
 	a->overflow |= b->overflow;	/* a statement that did not fit */
 }
 
+/*
+ * Two shapes of text make libpg_query itself fail, so they are caught
+ * from the tokens before parsing (pg_query_scan() is a flat lexer):
+ *
+ * - Copies.  It writes the source of a multi-column assignment,
+ *   SET (a, b) = <source>, once per column when it serialises a tree: a
+ *   wide one costs columns x source and nested ones (WITH ... UPDATE in a
+ *   subquery of the source) multiply; 1.5 KB of text took 36 s and 130 MB
+ *   in pg_query_parse_protobuf(), and pg_query_normalize() as long.  A
+ *   token weighs the product of the column counts of the assignments
+ *   whose source may hold it: a source ends at the next ',' or ';' at its
+ *   depth or at the ')' that closes its depth (reaching further only
+ *   overestimates).
+ *
+ * - Depth.  Its serialiser and protobuf-c's unpacker recurse once per
+ *   tree level without a stack check, and left-deep chains are not
+ *   bounded by the grammar: "SELECT 1+1+...+1" of 100 KB overflows an
+ *   8 MB stack.  The depth is at most the sum, over the open brackets, of
+ *   the tokens since the last ',', AND, OR or ';' at that bracket level
+ *   (no chain of operators crosses them), plus the UNION/INTERSECT/EXCEPT
+ *   and JOIN keywords at that level, whose chains do cross them.
+ */
+enum {
+	SHAPE_COPY_BUDGET = 100000,	/* extra tokens: about 0.1 s */
+	SHAPE_DEPTH_BUDGET = 3000,	/* ~3 tree levels each, ~0.5 KB a level */
+};
+
+struct scan_level {
+	size_t commas;		/* directly at this level */
+	size_t seg;		/* bracket + tokens since the last , AND OR ; */
+	size_t chains;		/* set operations and joins */
+	bool after_set;		/* '(' right after SET or ',' */
+};
+
+struct copy_mult {
+	size_t depth;		/* of the SET clause */
+	size_t weight;		/* copies of a token in its source */
+};
+
+struct text_scan {
+	PgQuery__ScanToken *const *tok;
+	size_t n_tok;
+	struct scan_level *lv;	/* lv[0] is outside any bracket */
+	struct copy_mult *mult;	/* active assignments, innermost last */
+	size_t depth, n_mult, copies, tree;	/* tree: sum of seg + chains */
+};
+
+static bool
+is_comment(const PgQuery__ScanToken *t)
+{
+	return t->token == PG_QUERY__TOKEN__SQL_COMMENT ||
+	       t->token == PG_QUERY__TOKEN__C_COMMENT;
+}
+
+/* End the assignments whose SET clause is at 'depth' or deeper. */
+static void
+copy_end(struct text_scan *s, size_t depth)
+{
+	while (s->n_mult > 0 && s->mult[s->n_mult - 1].depth >= depth)
+		s->n_mult--;
+}
+
+/* After a ')' that closed "(a, b": if '=' follows, a source starts. */
+static void
+copy_start(struct text_scan *s, const struct scan_level *closed, size_t i)
+{
+	size_t k, w;
+
+	if (!closed->after_set || closed->commas == 0)
+		return;
+	for (i++; i < s->n_tok && is_comment(s->tok[i]); i++)
+		;
+	if (i == s->n_tok || s->tok[i]->token != PG_QUERY__TOKEN__ASCII_61)
+		return;
+	k = closed->commas + 1;
+	w = s->n_mult > 0 ? s->mult[s->n_mult - 1].weight : 1;
+	w = w > SHAPE_COPY_BUDGET / k ? SHAPE_COPY_BUDGET + 1 : w * k;
+	s->mult[s->n_mult].depth = s->depth;
+	s->mult[s->n_mult++].weight = w;
+}
+
+static void
+scan_open(struct text_scan *s, int prev, bool paren)
+{
+	struct scan_level *l = &s->lv[++s->depth];
+
+	memset(l, 0, sizeof(*l));
+	l->seg = 1;		/* the bracket: a level costs at least one */
+	s->tree++;
+	l->after_set = paren && (prev == PG_QUERY__TOKEN__SET ||
+				 prev == PG_QUERY__TOKEN__ASCII_44);
+}
+
+static void
+scan_close(struct text_scan *s, size_t i)
+{
+	struct scan_level closed;
+
+	if (s->depth == 0)
+		return;		/* unbalanced: the parser will refuse it */
+	closed = s->lv[s->depth--];
+	s->tree -= closed.seg + closed.chains;
+	copy_end(s, s->depth + 1);
+	copy_start(s, &closed, i);
+}
+
+/* Cut the operator chains at this level; 'all' also the set operations. */
+static void
+scan_cut(struct text_scan *s, bool all)
+{
+	struct scan_level *l = &s->lv[s->depth];
+
+	s->tree -= l->seg - (s->depth > 0);
+	l->seg = s->depth > 0;
+	if (all) {
+		s->tree -= l->chains;
+		l->chains = 0;
+	}
+}
+
+static void
+scan_token(struct text_scan *s, size_t i, int tok, int prev)
+{
+	struct scan_level *l = &s->lv[s->depth];
+
+	switch (tok) {
+	case PG_QUERY__TOKEN__ASCII_40:	/* ( */
+	case PG_QUERY__TOKEN__ASCII_91:	/* [ */
+		scan_open(s, prev, tok == PG_QUERY__TOKEN__ASCII_40);
+		break;
+	case PG_QUERY__TOKEN__ASCII_41:	/* ) */
+	case PG_QUERY__TOKEN__ASCII_93:	/* ] */
+		scan_close(s, i);
+		break;
+	case PG_QUERY__TOKEN__ASCII_44:	/* , */
+		l->commas++;
+		copy_end(s, s->depth);
+		scan_cut(s, false);
+		break;
+	case PG_QUERY__TOKEN__ASCII_59:	/* ; (also inside CREATE RULE) */
+		copy_end(s, s->depth);
+		scan_cut(s, true);
+		break;
+	case PG_QUERY__TOKEN__AND:
+	case PG_QUERY__TOKEN__OR:
+		scan_cut(s, false);
+		break;
+	case PG_QUERY__TOKEN__UNION:
+	case PG_QUERY__TOKEN__INTERSECT:
+	case PG_QUERY__TOKEN__EXCEPT:
+	case PG_QUERY__TOKEN__JOIN:
+		l->chains++, s->tree++;
+		break;
+	default:
+		l->seg++, s->tree++;
+		break;
+	}
+}
+
+static bool
+scan_walk(struct text_scan *s)
+{
+	int tok, prev = 0;
+	size_t i;
+
+	for (i = 0; i < s->n_tok; i++) {
+		if (is_comment(s->tok[i]))
+			continue;
+		tok = s->tok[i]->token;
+		scan_token(s, i, tok, prev);
+		if (s->n_mult > 0)
+			s->copies += s->mult[s->n_mult - 1].weight - 1;
+		if (s->copies > SHAPE_COPY_BUDGET || s->tree > SHAPE_DEPTH_BUDGET)
+			return true;
+		prev = tok;
+	}
+	return false;
+}
+
+/*
+ * True if parsing 'sql' would copy too much or nest too deep (see
+ * above).  A text the lexer refuses is left to the parser, which
+ * reports the error.
+ */
+static bool
+too_complex(const char *sql)
+{
+	PgQueryScanResult sr = pg_query_scan(sql);
+	PgQuery__ScanResult *scan = NULL;
+	struct text_scan s;
+	bool over;
+
+	memset(&s, 0, sizeof(s));
+	if (!sr.error)
+		scan = pg_query__scan_result__unpack(
+			NULL, sr.pbuf.len, (const uint8_t *)sr.pbuf.data);
+	pg_query_free_scan_result(sr);
+	if (!scan)
+		return false;
+	s.tok = scan->tokens;
+	s.n_tok = scan->n_tokens;
+	s.lv = calloc(s.n_tok + 1, sizeof(*s.lv));
+	s.mult = calloc(s.n_tok + 1, sizeof(*s.mult));
+	/* Out of memory here, the parse would run out as well. */
+	over = !s.lv || !s.mult || scan_walk(&s);
+	free(s.lv);
+	free(s.mult);
+	pg_query__scan_result__free_unpacked(scan, NULL);
+	return over;
+}
+
 static void
 set_err(char *err, size_t errlen, const char *msg, int cursor)
 {
@@ -984,6 +1195,28 @@ set_err(char *err, size_t errlen, const char *msg, int cursor)
 		snprintf(err, errlen, "%s at character %d", msg, cursor);
 	else
 		snprintf(err, errlen, "%s", msg);
+}
+
+/* A text not parsed: one UNKNOWN statement over all of it, overflowed. */
+static int
+unparsed(const char *sql, struct analysis *out, char *err, size_t errlen)
+{
+	struct analysis_stmt *st = calloc(1, sizeof(*st));
+
+	if (!st) {
+		set_err(err, errlen, "out of memory", 0);
+		return -1;
+	}
+	st->kind = ANALYSIS_UNKNOWN;
+	st->length = strlen(sql);
+	st->tx_read_only = -1;
+	st->overflow = true;
+	out->stmts = st;
+	out->n_stmts = 1;
+	out->kind = ANALYSIS_UNKNOWN;
+	out->overflow = true;
+	out->fingerprint = analysis_fingerprint(sql);
+	return 0;
 }
 
 int
@@ -997,6 +1230,8 @@ analysis_parse(const char *sql, struct analysis *out, char *err,
 
 	memset(out, 0, sizeof(*out));
 	memset(&b, 0, sizeof(b));
+	if (too_complex(sql))
+		return unparsed(sql, out, err, errlen);
 	pr = pg_query_parse_protobuf(sql);
 	if (pr.error) {
 		set_err(err, errlen, pr.error->message ? pr.error->message
@@ -1054,9 +1289,12 @@ analysis_fingerprint(const char *sql)
 char *
 analysis_normalize(const char *sql)
 {
-	PgQueryNormalizeResult r = pg_query_normalize(sql);
+	PgQueryNormalizeResult r;
 	char *s = NULL;
 
+	if (too_complex(sql))
+		return NULL;
+	r = pg_query_normalize(sql);
 	if (!r.error && r.normalized_query)
 		s = strdup(r.normalized_query);
 	pg_query_free_normalize_result(r);

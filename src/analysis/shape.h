@@ -209,7 +209,14 @@ struct analysis {
  * Returns 0 and fills 'out'; or -1 with 'out' empty and the parser's
  * message (or "out of memory") in 'err' (truncated to errlen; err may
  * be NULL).  An empty text or one of only comments gives 0 statements
- * and ANALYSIS_READ.  Either way release 'out' with analysis_free().
+ * and ANALYSIS_READ.  A text whose tree libpg_query would blow up
+ * (wide or nested SET (a, b, ...) = ...) is not parsed: it gives one
+ * ANALYSIS_UNKNOWN statement spanning the text, with overflow set.
+ * Either way release 'out' with analysis_free().
+ *
+ * libpg_query allocates in a memory context of the calling thread,
+ * created on first use and kept between calls; it is freed when the
+ * thread exits, or earlier by pg_query_exit() on that thread.
  */
 int analysis_parse(const char *sql, struct analysis *out, char *err,
 		   size_t errlen);
@@ -226,7 +233,8 @@ uint64_t analysis_fingerprint(const char *sql);
 
 /*
  * 'sql' with every constant replaced by $n (pg_query_normalize()), as a
- * malloc()ed string the caller frees; NULL on a parse error or OOM.
+ * malloc()ed string the caller frees; NULL on a parse error, OOM, or a
+ * text too costly to parse (see analysis_parse()).
  */
 char *analysis_normalize(const char *sql);
 

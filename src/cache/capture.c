@@ -70,7 +70,8 @@ capture_finish(struct cache_store *s, struct capture *c, uint8_t tx_status,
 {
 	enum cache_put_result r = CACHE_TOO_BIG;
 
-	if (!c->spoiled && tx_status == 'I' && c->len)
+	if (!c->spoiled && c->len &&
+	    (tx_status == 'I' || (tx_status == 'T' && c->in_block_ok)))
 		r = cache_put(s, c->hash, c->key, c->keylen, c->data, c->len,
 			      &c->stamp, now_ms);
 	capture_free(c);

@@ -5,7 +5,8 @@
  * A capture is made when the query is sent (the key and the stamp of its
  * tags' versions, taken before the send), fed every message the server
  * answers with, and finished at ReadyForQuery: stored only if no error
- * came, it ended outside a transaction block and it fits max_entry.
+ * came, it ended outside a transaction block (or inside one, when the
+ * caller vouched for the block with in_block_ok) and it fits max_entry.
  * Owned by the pending request it belongs to; one thread at a time.
  */
 #ifndef PGVALET_CACHE_CAPTURE_H
@@ -24,6 +25,7 @@ struct capture {
 	uint8_t *data;
 	size_t len, cap, max;
 	bool spoiled;		/* error, too big or out of memory */
+	bool in_block_ok;	/* may end inside a transaction block */
 	struct cache_stamp stamp;
 };
 

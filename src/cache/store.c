@@ -55,7 +55,7 @@ enum entry_state { ENTRY_LIVE, ENTRY_EXPIRED, ENTRY_INVALID };
  * holders; chain, q, freq and queue belong to the shard lock.
  */
 struct cache_entry {
-	struct cache_entry *chain;	/* bucket chain; the free list when dead */
+	struct cache_entry *chain;	/* bucket chain, or the dead list */
 	struct qlist q;			/* in small or main, newest at head */
 	uint64_t hash;
 	uint64_t expires_ms;		/* 0: never */
@@ -107,7 +107,7 @@ struct cache_store {
 	_Atomic uint64_t invalidations, rejected_stale, rejected_too_big;
 };
 
-/* ---- sizes ---------------------------------------------------------------- */
+/* ---- sizes --------------------------------------------------------------- */
 
 static size_t
 pow2_ceil(size_t n)
@@ -152,7 +152,7 @@ cache_entry_overhead(void)
 	return sizeof(struct cache_entry) + MALLOC_HEADER;
 }
 
-/* ---- entries ---------------------------------------------------------------- */
+/* ---- entries ------------------------------------------------------------- */
 
 static const unsigned char *
 entry_key(const struct cache_entry *e)
@@ -229,7 +229,7 @@ entry_new(const struct cache_store *s, uint64_t hash, const void *key,
 	return e;
 }
 
-/* ---- version stamps --------------------------------------------------------- */
+/* ---- version stamps ------------------------------------------------------ */
 
 /* Fibonacci hashing: callers' tags may be small integers, not hashes. */
 static _Atomic uint64_t *
@@ -295,7 +295,7 @@ entry_state(const struct cache_store *s, const struct cache_entry *e,
 	return ENTRY_LIVE;
 }
 
-/* ---- shard tables ----------------------------------------------------------- */
+/* ---- shard tables -------------------------------------------------------- */
 
 static struct shard *
 shard_of(const struct cache_store *s, uint64_t hash)
@@ -386,13 +386,13 @@ count_drop(struct shard *sh, enum entry_state st)
 		sh->evicted_capacity++;
 }
 
-/* ---- ghost: hashes of keys evicted from small ------------------------------ */
+/* ---- ghost: hashes of keys evicted from small ---------------------------- */
 
 /*
  * A 2-way table of (32-bit fingerprint, insertion number).  A ghost counts
- * while fewer keys than main holds have been ghosted since, the paper's
- * ghost FIFO as long as main, without a queue.  A collision can only send
- * a new key to main instead of small.
+ * until as many keys as main holds have been ghosted after it: the paper's
+ * ghost FIFO, as long as main, without the queue.  A collision can only
+ * send a new key to main instead of small.
  */
 static size_t
 ghost_window(const struct shard *sh)
@@ -442,7 +442,7 @@ ghost_put(struct shard *sh, uint64_t hash)
 	sh->ghost[i] = (hash >> 32) << 32 | sh->ghost_seq;
 }
 
-/* ---- eviction --------------------------------------------------------------- */
+/* ---- eviction ------------------------------------------------------------ */
 
 static void
 move_to_main(struct shard *sh, struct cache_entry *e)
@@ -516,7 +516,7 @@ evict_one(const struct cache_store *s, struct shard *sh, uint64_t now_ms,
 	}
 }
 
-/* ---- lookup ----------------------------------------------------------------- */
+/* ---- lookup -------------------------------------------------------------- */
 
 /*
  * Under the shard lock: a new reference to the live entry for key, or
@@ -569,7 +569,7 @@ cache_get(struct cache_store *s, uint64_t hash, const void *key,
 	return e;
 }
 
-/* ---- claims ----------------------------------------------------------------- */
+/* ---- claims -------------------------------------------------------------- */
 
 static struct claim **
 claim_link(struct shard *sh, uint64_t hash, const void *key, size_t keylen)
@@ -723,7 +723,7 @@ cache_cancel_wait(struct cache_store *s, uint64_t hash, const void *key,
 	return found;
 }
 
-/* ---- put -------------------------------------------------------------------- */
+/* ---- put ----------------------------------------------------------------- */
 
 /* The checks that need no lock; CACHE_STORED means "go on". */
 static enum cache_put_result
@@ -765,22 +765,22 @@ insert_locked(const struct cache_store *s, struct shard *sh,
 	struct cache_entry **link = find_link(sh, e->hash, key, e->keylen);
 	struct cache_entry *old = *link;
 	size_t charge = entry_charge(e);
-	bool main;
+	bool to_main;
 
 	if (old) {
-		main = old->queue == QUEUE_MAIN;
+		to_main = old->queue == QUEUE_MAIN;
 		e->freq = old->freq;
 		unlink_at(sh, link, dead);
 	} else {
-		main = ghost_take(sh, e->hash);
+		to_main = ghost_take(sh, e->hash);
 	}
 	while (sh->bytes + charge > sh->budget)
 		evict_one(s, sh, now_ms, dead);
 	link = &sh->buckets[e->hash & sh->bmask];
 	e->chain = *link;
 	*link = e;
-	e->queue = main ? QUEUE_MAIN : QUEUE_SMALL;
-	fifo_push(main ? &sh->main : &sh->small, e, charge);
+	e->queue = to_main ? QUEUE_MAIN : QUEUE_SMALL;
+	fifo_push(to_main ? &sh->main : &sh->small, e, charge);
 	sh->bytes += charge;
 	sh->count++;
 	sh->stores++;
@@ -821,7 +821,7 @@ cache_put(struct cache_store *s, uint64_t hash, const void *key,
 	return CACHE_STORED;
 }
 
-/* ---- whole store ------------------------------------------------------------ */
+/* ---- whole store --------------------------------------------------------- */
 
 static void
 shard_clear(struct shard *sh)

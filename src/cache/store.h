@@ -35,7 +35,7 @@ enum {
 };
 
 struct cache_store_config {
-	size_t max_bytes;	/* the whole budget, metadata included; 0 = off */
+	size_t max_bytes;	/* whole budget, metadata included; 0 = off */
 	size_t max_entry;	/* largest key+value accepted; 0 = a shard */
 	uint64_t ttl_ms;	/* 0 = entries never expire by age */
 };
@@ -65,7 +65,7 @@ struct cache_store *cache_store_new(const struct cache_store_config *cfg);
  */
 void cache_store_free(struct cache_store *s);
 
-/* ---- invalidation: version stamps (DESIGN 1.3) ---- */
+/* ---- invalidation: version stamps (DESIGN 1.3) --------------------------- */
 
 /*
  * A tag is a 64-bit id chosen by the caller (hash of "table t", "row k of
@@ -89,7 +89,7 @@ MUST_CHECK int cache_stamp_take(const struct cache_store *s,
 				struct cache_stamp *st, const uint64_t *tags,
 				size_t n);
 
-/* ---- lookup and store ---- */
+/* ---- lookup and store ---------------------------------------------------- */
 
 /*
  * hash is the caller's 64-bit hash of the key bytes; the store keeps the
@@ -140,7 +140,7 @@ size_t cache_entry_overhead(void);
 /* Drop every entry (held references stay valid until released). */
 void cache_clear(struct cache_store *s);
 
-/* ---- coalescing of identical in-flight misses ---- */
+/* ---- coalescing of identical in-flight misses ---------------------------- */
 
 struct cache_waiter {
 	/*
@@ -154,7 +154,7 @@ struct cache_waiter {
 
 enum cache_claim {
 	CACHE_CLAIM_HIT,	/* *out holds a reference */
-	CACHE_CLAIM_LEADER,	/* go upstream, then cache_put or cache_abandon */
+	CACHE_CLAIM_LEADER,	/* go upstream, then put or abandon */
 	CACHE_CLAIM_WAIT,	/* waiter queued; its wake() will be called */
 	CACHE_CLAIM_MISS,	/* plain miss, no claim taken, nothing queued */
 };
@@ -166,7 +166,8 @@ enum cache_claim {
  * a miss returns CACHE_CLAIM_MISS.  So does a disabled store, and a failed
  * claim allocation.  A claim older than CACHE_CLAIM_TIMEOUT_MS (by now_ms)
  * counts as abandoned: its waiters are woken with NULL from this call and
- * the caller becomes the new leader.
+ * the caller becomes the new leader.  The claim is per key, not per
+ * caller: whoever puts or abandons the key next ends it.
  */
 MUST_CHECK enum cache_claim cache_claim(struct cache_store *s, uint64_t hash,
 					const void *key, size_t keylen,

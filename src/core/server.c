@@ -619,6 +619,29 @@ print_banner(const struct server *srv)
 		 " (set --cache-ttl to bound it)");
 }
 
+static void
+log_cache_stats(const struct server *srv)
+{
+	struct cache_stats st;
+
+	if (!srv->cache)
+		return;
+	cache_store_stats(srv->cache, &st);
+	log_info("cache: %llu hits, %llu misses, %llu stores, %llu stale "
+		 "(not stored), %llu too big, %llu evicted (%llu capacity, "
+		 "%llu invalidated, %llu ttl), %llu entries, %llu bytes",
+		 (unsigned long long)st.hits, (unsigned long long)st.misses,
+		 (unsigned long long)st.stores,
+		 (unsigned long long)st.rejected_stale,
+		 (unsigned long long)st.rejected_too_big,
+		 (unsigned long long)(st.evicted_capacity +
+				      st.evicted_invalidated + st.evicted_ttl),
+		 (unsigned long long)st.evicted_capacity,
+		 (unsigned long long)st.evicted_invalidated,
+		 (unsigned long long)st.evicted_ttl,
+		 (unsigned long long)st.entries, (unsigned long long)st.bytes);
+}
+
 int
 server_run(struct server *srv)
 {
@@ -659,6 +682,7 @@ server_run(struct server *srv)
 	log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" :
 							       "SIGTERM");
 	atomic_store(&srv->stopping, true);
+	log_cache_stats(srv);
 	for (i = 0; i < srv->nworkers; i++) {
 		loop_wake(&srv->workers[i].loop);
 		pthread_join(srv->workers[i].thread, NULL);

@@ -103,11 +103,12 @@ backend_last_pending(struct backend *be)
 }
 
 bool
-backend_owes_nothing(const struct backend *be)
+backend_owes_nothing(const struct backend *be, bool in_block)
 {
 	uint32_t i;
 
-	if (be->state != BE_READY || be->tx_status != 'I' || be->skipping)
+	if (be->state != BE_READY || be->skipping ||
+	    (be->tx_status != 'I' && !(in_block && be->tx_status == 'T')))
 		return false;
 	for (i = 0; i < be->qlen; i++)
 		if (be->q[(be->qhead + i) % be->qcap].kind !=

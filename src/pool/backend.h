@@ -31,9 +31,9 @@ void backend_process(struct backend *be);
 void backend_flush(struct backend *be);
 /* Nothing owed, not in a transaction: can go back to the pool. */
 bool backend_is_idle(const struct backend *be);
-/* Outside a transaction, with nothing owed to the client (only our own
- * state-sync queries may be queued). */
-bool backend_owes_nothing(const struct backend *be);
+/* Outside a transaction (or also inside one: in_block), with nothing owed to the
+ * client (only our own state-sync queries may be queued). */
+bool backend_owes_nothing(const struct backend *be, bool in_block);
 /* The request sent last (the tail of the queue), or NULL. */
 struct pending *backend_last_pending(struct backend *be);
 void backend_free(struct backend *be);

@@ -131,6 +131,10 @@ struct client {
 					   backend has it yet */
 	size_t unnamed_parse_len;
 	struct capture *group_capture;	/* extended group being sent */
+	char *lazy_begin;		/* BEGIN answered by us, not sent yet */
+	bool block_clean;		/* a lazy READ COMMITTED block, sent, that
+					   has run only cacheable reads: its
+					   reads are what autocommit would see */
 	struct plan *portal_plan;	/* unnamed portal's writes, or NULL */
 };
 

@@ -132,6 +132,7 @@ session_free(struct client *cl)
 	free(cl->unnamed_parse);
 	free(cl->portal_plan);
 	capture_free(cl->group_capture);
+	free(cl->lazy_begin);
 	free(cl->startup);
 	free(cl->cancel);
 	scram_server_clear(&cl->scram);
@@ -792,13 +793,108 @@ query_key(const struct client *cl, const char *text, size_t len,
 }
 
 /*
+ * Lazy BEGIN: a READ COMMITTED block is opened here and reaches the
+ * server only with the first statement the cache cannot answer, so
+ * "BEGIN; <cached SELECT>; ROLLBACK" never touches Postgres.  Not when
+ * the client changed its default isolation (we would not know it).
+ */
+static bool
+lazy_begin_ok(const struct client *cl, const struct plan *p)
+{
+	size_t i;
+
+	if (p->tx != PLAN_TX_BEGIN || p->repeatable || cl->lazy_begin)
+		return false;
+	for (i = 0; i < cl->settings.n; i++)
+		if (strstr(cl->settings.v[i].name, "transaction_isolation") ||
+		    strstr(cl->settings.v[i].name, "transaction_read_only") ||
+		    strstr(cl->settings.v[i].name, "transaction_deferrable"))
+			return false;
+	return true;
+}
+
+/* COMMIT/END -> "COMMIT", ROLLBACK/ABORT -> "ROLLBACK", else NULL. */
+static const char *
+lazy_end_tag(const struct client *cl, const struct plan *p, const char *text)
+{
+	size_t n;
+
+	if (p->tx != PLAN_TX_END || !cl->lazy_begin)
+		return NULL;
+	text += strspn(text, " \t\r\n(");
+	if (strcasestr(text, "chain") || strcasestr(text, "prepare"))
+		return NULL;
+	n = strcspn(text, " \t\r\n;");
+	if ((n == 6 && strncasecmp(text, "commit", 6) == 0) ||
+	    (n == 3 && strncasecmp(text, "end", 3) == 0))
+		return "COMMIT";
+	if ((n == 8 && strncasecmp(text, "rollback", 8) == 0) ||
+	    (n == 5 && strncasecmp(text, "abort", 5) == 0))
+		return "ROLLBACK";
+	return NULL;
+}
+
+static void
+put_tag(struct buf *b, const char *tag)
+{
+	size_t start;
+
+	if (msg_begin(b, 'C', &start) == 0 && msg_put_str(b, tag) == 0)
+		msg_end(b, start);
+}
+
+/* The tag to answer a BEGIN or the end of a lazy block with, or NULL. */
+static const char *
+lazy_tag(const struct client *cl, const struct plan *p, const char *text)
+{
+	const char *tag = lazy_end_tag(cl, p, text);
+
+	if (tag)
+		return tag;
+	return lazy_begin_ok(cl, p) ? "BEGIN" : NULL;
+}
+
+/* Enter or leave the lazy block as 'tag' says; -1 on OOM. */
+static int
+lazy_apply(struct client *cl, const char *tag, const char *text)
+{
+	free(cl->lazy_begin);
+	cl->lazy_begin = NULL;
+	if (strcmp(tag, "BEGIN") == 0 && !(cl->lazy_begin = strdup(text)))
+		return -1;
+	put_tag(&cl->c.out, tag);
+	return 0;
+}
+
+static uint8_t
+lazy_status(const struct client *cl)
+{
+	return cl->lazy_begin ? 'T' : 'I';
+}
+
+/* The lazy block needs the server after all: open it there first. */
+static int
+materialize_begin(struct client *cl)
+{
+	int rc;
+
+	if (!cl->lazy_begin)
+		return 0;
+	cl->block_clean = true;
+	rc = backend_send_hidden_query(cl->srv, cl->lazy_begin);
+	free(cl->lazy_begin);
+	cl->lazy_begin = NULL;
+	return rc;
+}
+
+/*
  * A simple Query from a client outside any transaction, with no backend:
  * answer it from the cache if we can.  True when answered.
  */
 static bool
 answer_from_cache(struct client *cl, const struct msg_frame *f)
 {
-	const char *text = (const char *)f->body;
+	const char *text = (const char *)f->body, *tag;
 	struct cache_entry *e;
 	struct plan plan;
 	const uint8_t *data;
@@ -811,6 +907,11 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 		return false;
 	plan_make(cl->w->srv->plans, cl->database, text, f->body_len - 1,
 		  &plan);
+	if ((tag = lazy_tag(cl, &plan, text)) && lazy_apply(cl, tag, text) == 0) {
+		send_ready(cl, lazy_status(cl));
+		buf_consume(&cl->c.in, f->len);
+		return true;
+	}
 	if (!plan.cacheable)
 		return false;
 	key = query_key(cl, text, f->body_len - 1, &keylen, &hash);
@@ -826,7 +927,7 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 		return false;
 	}
 	cache_entry_release(e);
-	send_ready(cl, 'I');
+	send_ready(cl, lazy_status(cl));
 	buf_consume(&cl->c.in, f->len);
 	return true;
 }
@@ -844,14 +945,18 @@ plan_query(struct client *cl, const char *text, size_t len,
 
 	plan_make(srv->plans, cl->database, text, len, &plan);
 	note_writes(cl, &plan);
+	if (!plan.cacheable)
+		cl->block_clean = false;
 	if (!plan.cacheable || cl->pinned || cl->in_block ||
-	    !backend_owes_nothing(cl->srv))
+	    !backend_owes_nothing(cl->srv, cl->block_clean))
 		return 0;
 	key = query_key(cl, text, len, &keylen, &hash);
 	if (!key)
 		return -1;
 	p->capture = capture_new(srv->cache, key, keylen, hash, plan.tags,
 				 plan.n_tags, (size_t)srv->cfg.cache_max_entry);
+	if (p->capture)
+		p->capture->in_block_ok = cl->block_clean;
 	return 0;
 }
 
@@ -1025,6 +1130,7 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	struct cache_entry *e;
 	struct ext_group g;
 	struct plan plan;
+	const char *tag;
 	const uint8_t *data;
 	size_t total, len, keylen;
 	uint64_t hash;
@@ -1036,6 +1142,20 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	    cl->in_block || !(total = read_group(cl, &g)))
 		return false;
 	plan_make(srv->plans, cl->database, g.text, strlen(g.text), &plan);
+	if ((tag = lazy_tag(cl, &plan, g.text))) {
+		if (g.has_parse && remember_unnamed(cl, &g))
+			return false;
+		if (g.has_parse)
+			put_empty(&cl->c.out, '1');
+		put_empty(&cl->c.out, '2');
+		if (g.has_describe)
+			put_empty(&cl->c.out, 'n');
+		if (lazy_apply(cl, tag, g.text))
+			return false;
+		send_ready(cl, lazy_status(cl));
+		buf_consume(&cl->c.in, total);
+		return true;
+	}
 	if (!plan.cacheable || !(key = group_key(cl, &g, &keylen, &hash)))
 		return false;
 	e = cache_get(srv->cache, hash, key, keylen, cl->w->now_ms);
@@ -1043,6 +1163,9 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 		cl->group_capture = capture_new(srv->cache, key, keylen, hash,
 						plan.tags, plan.n_tags,
 						srv->cfg.cache_max_entry);
+		/* in a lazy block, the group opens it: clean so far */
+		if (cl->group_capture)
+			cl->group_capture->in_block_ok = cl->lazy_begin != NULL;
 		return false;
 	}
 	free(key);
@@ -1059,7 +1182,7 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	data = cache_entry_data(e, &len);
 	buf_append(&cl->c.out, data, len);
 	cache_entry_release(e);
-	send_ready(cl, 'I');
+	send_ready(cl, lazy_status(cl));
 	buf_consume(&cl->c.in, total);
 	return true;
 }
@@ -1092,6 +1215,8 @@ plan_portal(struct client *cl, const char *portal, const char *text)
 	if (!cache_of(cl) || !text)
 		return 0;
 	plan_make(cl->w->srv->plans, cl->database, text, strlen(text), &plan);
+	if (!plan.cacheable)
+		cl->block_clean = false;
 	if (!plan.writes)
 		return 0;
 	if (*portal) {		/* named portals: count it as executed */
@@ -1116,6 +1241,7 @@ session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
 		reset_seen = apply_batch(cl);
 	if (tx_status != 'I')
 		return;
+	cl->block_clean = false;
 	if (is_dirty(cl))
 		invalidate_dirty(cl);
 	if (cl->in_block && !rolled_back) {
@@ -1706,7 +1832,8 @@ process_messages(struct client *cl)
 			return;
 		if (server_blocked(cl))
 			return;	/* session_process flushes and resumes */
-		if (transaction_mode(cl) && sync_settings(cl))
+		if (transaction_mode(cl) &&
+		    (sync_settings(cl) || materialize_begin(cl)))
 			rc = -1;
 		else
 			rc = dispatch(cl, &f, buf_head(&cl->c.in));

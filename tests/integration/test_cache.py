@@ -397,3 +397,63 @@ def test_asyncpg_statement_cache_reads_stay_fresh(cproxy, pg, table):
         finally:
             await conn.close()
     asyncio.run(run())
+
+
+# ---- transaction blocks (lazy BEGIN) ----------------------------------------
+
+def test_read_committed_block_reads_are_served_from_cache(cproxy, pg, table):
+    c, d = cproxy.connect(autocommit=False), pg.connect()
+    sql = f"SELECT v FROM {table} WHERE id = 8"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        before = one(c, sql)
+        c.rollback()
+        one(c, sql)
+        c.commit()
+        d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 8")
+        after = one(c, sql)
+        c.rollback()
+        if after == before:
+            return
+    pytest.fail("reads inside BEGIN ... ROLLBACK never served from the cache")
+
+
+def test_lazy_begin_reaches_the_server_before_the_first_write(cproxy, pg, table):
+    c = cproxy.connect(autocommit=False)
+    cur = c.cursor()
+    cur.execute(f"SELECT v FROM {table} WHERE id = 9")   # BEGIN answered by the proxy
+    cur.execute(f"UPDATE {table} SET v = -9 WHERE id = 9")  # the block must be real now
+    cur.execute(f"SELECT v FROM {table} WHERE id = 9")
+    assert cur.fetchone()[0] == -9
+    c.rollback()
+    assert one(pg.connect(), f"SELECT v FROM {table} WHERE id = 9") == 90
+    assert one(c, f"SELECT v FROM {table} WHERE id = 9") == 90
+    c.rollback()
+
+
+def test_pgbench_style_begin_select_rollback_in_every_protocol(cproxy, pg, table, tmp_path):
+    import os
+    import subprocess
+    script = tmp_path / "s.sql"
+    script.write_text(f"BEGIN;\nSELECT v FROM {table} WHERE id = 1;\nROLLBACK;\n")
+    env = dict(os.environ, PGPASSWORD="pgvalet-pass")
+    for proto in ("simple", "extended", "prepared"):
+        out = subprocess.run(["pgbench", "-n", "-t", "200", "-c", "2", "-M", proto, "-f", str(script),
+                              "-h", "127.0.0.1", "-p", str(cproxy.port), "-U", "pgvalet", "pgvalet"],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "number of failed transactions: 0" in out.stdout or "failed" not in out.stdout
+    c = cproxy.connect()
+    assert one(c, "SELECT 1") == 1
+
+
+def test_default_isolation_repeatable_read_is_never_served(cproxy, pg, table):
+    c, d = cproxy.connect(), pg.connect()
+    sql = f"SELECT v FROM {table} WHERE id = 10"
+    wait_cached(c, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 10")
+    c.cursor().execute("SET default_transaction_isolation = 'repeatable read'")
+    c.autocommit = False
+    cur = c.cursor()
+    cur.execute(sql)
+    assert cur.fetchone()[0] == one(d, sql)
+    c.rollback()

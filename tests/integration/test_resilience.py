@@ -261,7 +261,7 @@ def test_thousand_clients_session_mode_queue_for_20_backends(proxy):
 def test_pool_timeout_fails_waiting_client(proxy, pool_mode):
     p = proxy(pool_mode=pool_mode, pool_size=1, extra=["--pool-timeout", "2s"])
     holder = p.connect(autocommit=False)
-    holder.cursor().execute("SELECT 1")  # holds the only backend (open transaction / session)
+    holder.cursor().execute("SELECT pg_backend_pid()")  # not cacheable: holds the only backend (open transaction / session)
     t0 = time.monotonic()
     with pytest.raises(psycopg2.Error) as ei:
         waiter = psycopg2.connect(p.dsn, connect_timeout=20)

@@ -97,7 +97,7 @@ stamp_of(const struct cache_store *s, const uint64_t *tags, size_t n)
 	return st;
 }
 
-/* ---- basics ---------------------------------------------------------------- */
+/* ---- basics -------------------------------------------------------------- */
 
 static void
 test_hit_miss(void **state)
@@ -209,7 +209,7 @@ test_overhead(void **state)
 	cache_store_free(s);
 }
 
-/* ---- invalidation ------------------------------------------------------------ */
+/* ---- invalidation -------------------------------------------------------- */
 
 static void
 test_bump_invalidates(void **state)
@@ -308,7 +308,7 @@ test_stamp_limits(void **state)
 	cache_store_free(s);
 }
 
-/* ---- TTL and size limits ----------------------------------------------------- */
+/* ---- TTL and size limits ------------------------------------------------- */
 
 static void
 test_ttl(void **state)
@@ -395,6 +395,7 @@ test_max_entry(void **state)
 static void
 test_disabled(void **state)
 {
+	/* Off, tiny, and just short of the tables a store needs (~45 KiB). */
 	size_t budgets[] = { 0, 1000, 40 * 1024 };
 	struct cache_entry *e = NULL;
 	struct cache_waiter w = { 0 };
@@ -425,7 +426,7 @@ test_disabled(void **state)
 	}
 }
 
-/* ---- the byte cap and the policy ------------------------------------------- */
+/* ---- the byte cap and the policy ----------------------------------------- */
 
 static uint64_t
 rng_next(uint64_t *x)
@@ -518,7 +519,7 @@ test_scan_resistance(void **state)
 	cache_store_free(s);
 }
 
-/* ---- refcounts ---------------------------------------------------------------- */
+/* ---- refcounts ----------------------------------------------------------- */
 
 static void
 test_refcount(void **state)
@@ -566,7 +567,7 @@ test_refcount(void **state)
 	cache_entry_release(NULL);
 }
 
-/* ---- coalescing ---------------------------------------------------------------- */
+/* ---- coalescing ---------------------------------------------------------- */
 
 struct test_waiter {
 	struct cache_waiter w;
@@ -776,7 +777,7 @@ test_free_wakes_waiters(void **state)
 	expect_woken(&w, NULL);
 }
 
-/* ---- threads -------------------------------------------------------------------- */
+/* ---- threads ------------------------------------------------------------- */
 
 enum { STRESS_THREADS = 4, STRESS_KEYS = 20000, STRESS_TAGS = 64 };
 
