@@ -277,6 +277,22 @@ static const char REL_WRITE_SQL[] =
 	"  OR (c.relkind <> 'v' AND c.relhasrules) AS floods"
 	" FROM w JOIN pg_class c ON c.oid = w.oid";
 
+/*
+ * The column rows are tagged by: a single-column unique integer key of
+ * every table of that name (the primary key first), if they all agree.
+ */
+static const char KEY_SQL[] =
+	"SELECT c.oid, a.attname FROM pg_class c"
+	" LEFT JOIN LATERAL (SELECT a.attname FROM pg_index i"
+	"  JOIN pg_attribute a ON a.attrelid = i.indrelid"
+	"   AND a.attnum = i.indkey[0]"
+	"  WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1"
+	"   AND i.indpred IS NULL AND i.indexprs IS NULL"
+	"   AND a.atttypid IN ('int2'::regtype, 'int4'::regtype,"
+	"    'int8'::regtype)"
+	"  ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1) a ON true"
+	" WHERE c.relname = $1 AND c.relkind IN ('r','p')";
+
 static const char FUNC_SQL[] =
 	"SELECT count(*),"
 	" coalesce(bool_or(provolatile = 'v'), false),"
@@ -384,6 +400,20 @@ fetch_rel(PGconn *conn, const char *db, const char *name, struct cat_rel *r)
 		}
 		r->read_tags[r->n_read++] =
 			cache_tag_table(db, PQgetvalue(res, i, 0));
+	}
+	PQclear(res);
+	if (!(res = run(conn, KEY_SQL, name)))
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		const char *col = PQgetvalue(res, i, 1);
+
+		if (PQgetisnull(res, i, 1) || strlen(col) >= sizeof(r->key_col) ||
+		    (i > 0 && strcmp(col, r->key_col) != 0)) {
+			r->key_col[0] = 0;
+			break;
+		}
+		memcpy(r->key_col, col, strlen(col) + 1);
 	}
 	PQclear(res);
 	if (!(res = run(conn, REL_WRITE_SQL, name)))

@@ -40,6 +40,9 @@ struct cat_rel {
 				   calling a volatile or user-defined function */
 	bool write_floods;	/* user triggers or rules: a write may change
 				   anything */
+	char key_col[64];	/* single-column unique integer key (the
+				   primary key first), "" if none: rows
+				   are tagged by its value */
 	uint8_t n_read;		/* 0 with !uncacheable: nothing to tag */
 	uint8_t n_write;
 	uint64_t read_tags[CAT_MAX_TAGS];	/* base relations read */

@@ -8,9 +8,11 @@
  */
 #include "cache/plan.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <xxhash.h>
 
@@ -43,6 +45,37 @@ struct sname {
 	bool maybe_cte;
 };
 
+/* A value a row-level decision can use: an integer literal or a $n. */
+enum sval_kind { SV_UNKNOWN, SV_INT, SV_PARAM };
+
+struct sval {
+	uint8_t kind;		/* enum sval_kind */
+	int16_t param;		/* SV_PARAM: 1-based */
+	int64_t v;		/* SV_INT */
+};
+
+enum { MAX_VALS = 8, MAX_ROWCOLS = 8, MAX_ROW_TAGS = 16 };
+
+/* column = one of vals (a WHERE term), or the values a write stores. */
+struct scol {
+	char name[NAME_MAX_LEN];
+	uint8_t nvals;
+	bool unknown;		/* some value is not usable */
+	struct sval vals[MAX_VALS];
+};
+
+enum wkind { W_NONE, W_INSERT, W_UPDATE, W_DELETE };
+
+/* Single-statement texts on one relation: what row tags need. */
+struct rowinfo {
+	char rel[NAME_MAX_LEN];	/* the relation read or written */
+	uint8_t wkind;		/* enum wkind; W_NONE for a read */
+	bool wcols_complete;	/* INSERT: every stored column is listed */
+	bool upsert;		/* INSERT ... ON CONFLICT DO UPDATE */
+	uint8_t n_preds, n_wcols;
+	struct scol cols[];	/* n_preds WHERE terms, then n_wcols */
+};
+
 struct summary {
 	struct summary *next;	/* hash chain */
 	struct summary *older;	/* FIFO towards the oldest */
@@ -55,6 +88,7 @@ struct summary {
 	bool repeatable;
 	uint32_t n_names;
 	struct sname *names;
+	struct rowinfo *rows;	/* NULL: table level only */
 };
 
 struct plan_shard {
@@ -94,6 +128,7 @@ summary_free(struct summary *s)
 		return;
 	free(s->text);
 	free(s->names);
+	free(s->rows);
 	free(s);
 }
 
@@ -256,6 +291,156 @@ summarise(struct summary *s, const struct analysis *a, const char *text)
 	return 0;
 }
 
+/* An integer the way Postgres' int input reads it, or false. */
+static bool
+parse_int64(const char *t, size_t len, int64_t *out)
+{
+	char buf[32], *end;
+	long long v;
+
+	if (len == 0 || len >= sizeof(buf))
+		return false;
+	memcpy(buf, t, len);
+	buf[len] = 0;
+	errno = 0;
+	v = strtoll(buf, &end, 10);
+	if (end == buf || errno)
+		return false;
+	while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')
+		end++;
+	if (*end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static struct sval
+sval_of(const struct analysis_value *v)
+{
+	struct sval out = { .kind = SV_UNKNOWN };
+
+	if (v->kind == ANALYSIS_VALUE_PARAM && v->param > 0 &&
+	    v->param < INT16_MAX) {
+		out.kind = SV_PARAM;
+		out.param = (int16_t)v->param;
+	} else if (v->kind == ANALYSIS_VALUE_CONST &&
+		   (v->ctype == ANALYSIS_CONST_INT ||
+		    v->ctype == ANALYSIS_CONST_STRING) &&
+		   parse_int64(v->text, v->len, &out.v)) {
+		out.kind = SV_INT;
+	}
+	return out;
+}
+
+static void
+scol_add(struct scol *c, const struct analysis_value *v)
+{
+	struct sval sv = sval_of(v);
+
+	if (sv.kind == SV_UNKNOWN || c->nvals == MAX_VALS)
+		c->unknown = true;
+	else
+		c->vals[c->nvals++] = sv;
+}
+
+static struct scol *
+scol_for(struct rowinfo *ri, size_t first, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = first; i < first + n; i++)
+		if (strcmp(ri->cols[i].name, name) == 0)
+			return &ri->cols[i];
+	return NULL;
+}
+
+static enum wkind
+write_kind(const char *text, const struct analysis_stmt *st)
+{
+	const char *t = text + st->offset;
+
+	t += strspn(t, " \t\r\n");
+	if (strncasecmp(t, "insert", 6) == 0)
+		return W_INSERT;
+	if (strncasecmp(t, "update", 6) == 0)
+		return W_UPDATE;
+	if (strncasecmp(t, "delete", 6) == 0)
+		return W_DELETE;
+	return W_NONE;	/* WITH ..., MERGE, COPY: table level */
+}
+
+/*
+ * The row-level facts of a one-statement text on one relation: its
+ * WHERE terms on that relation, and for a write the values it stores.
+ */
+static struct rowinfo *
+summarise_rows(const struct analysis *a, const char *text)
+{
+	const struct analysis_stmt *st = &a->stmts[0];
+	const struct analysis_rel *rel;
+	const struct analysis_pred *pr;
+	struct rowinfo *ri;
+	struct scol *c;
+	size_t i, r, npreds, nw = 0, target = SIZE_MAX;
+	enum wkind wk = W_NONE;
+
+	if (a->n_stmts != 1 || st->overflow)
+		return NULL;
+	for (i = 0; i < st->n_rels; i++) {
+		rel = &a->rels[st->rels_first + i];
+		if (st->kind == ANALYSIS_READ ? rel->read : rel->written) {
+			if (target != SIZE_MAX || rel->maybe_cte)
+				return NULL;	/* one relation only */
+			target = st->rels_first + i;
+		}
+	}
+	if (target == SIZE_MAX)
+		return NULL;
+	if (st->kind == ANALYSIS_WRITE) {
+		wk = write_kind(text, st);
+		if (wk == W_NONE || st->creates_relation)
+			return NULL;
+		if (st->n_rels != 1)	/* UPDATE ... FROM, DELETE ... USING */
+			wk = wk == W_INSERT ? W_NONE : wk;
+		if (wk == W_NONE)
+			return NULL;
+		nw = st->n_cols < MAX_ROWCOLS ? st->n_cols : MAX_ROWCOLS;
+	} else if (st->kind != ANALYSIS_READ) {
+		return NULL;
+	}
+	npreds = st->n_preds < MAX_ROWCOLS ? st->n_preds : MAX_ROWCOLS;
+	ri = calloc(1, sizeof(*ri) + (npreds + nw) * sizeof(struct scol));
+	if (!ri)
+		return NULL;
+	memcpy(ri->rel, a->rels[target].name, NAME_MAX_LEN);
+	ri->wkind = (uint8_t)wk;
+	ri->upsert = st->on_conflict == ANALYSIS_CONFLICT_UPDATE;
+	for (i = 0; i < st->n_preds && ri->n_preds < npreds; i++) {
+		pr = &a->preds[st->preds_first + i];
+		if (pr->rel != target)
+			continue;
+		c = &ri->cols[ri->n_preds++];
+		memcpy(c->name, pr->column, NAME_MAX_LEN);
+		for (r = 0; r < pr->n_values; r++)
+			scol_add(c, &a->values[pr->values_first + r]);
+	}
+	if (wk == W_INSERT || wk == W_UPDATE) {
+		ri->wcols_complete = st->rows_known && st->n_cols > 0 &&
+				     st->n_cols <= MAX_ROWCOLS;
+		for (i = 0; i < nw; i++) {
+			c = &ri->cols[ri->n_preds + ri->n_wcols++];
+			memcpy(c->name, a->cols[st->cols_first + i].name,
+			       NAME_MAX_LEN);
+			if (!st->rows_known)
+				c->unknown = true;
+			for (r = 0; r < st->n_rows && st->rows_known; r++)
+				scol_add(c, &a->values[st->rows_first +
+						       r * st->row_width + i]);
+		}
+	}
+	return ri;
+}
+
 static bool
 has_skip_hint(const char *text, size_t len)
 {
@@ -290,6 +475,8 @@ build(const char *text, size_t len, uint64_t hash)
 		summary_free(s);
 		return NULL;
 	}
+	if (s->base == BASE_READ || s->base == BASE_WRITE)
+		s->rows = summarise_rows(&a, s->text);
 	analysis_free(&a);
 	if (s->base == BASE_READ && has_skip_hint(text, len))
 		s->base = BASE_READ_NOCACHE;
@@ -316,10 +503,125 @@ push_tags(uint64_t *dst, uint32_t *n, const uint64_t *src, size_t k)
 	return true;
 }
 
+/* The Bind parameters a plan may read row keys from. */
+struct params {
+	const uint8_t *p;	/* Bind body after portal and statement */
+	size_t len;
+};
+
+static int
+be16(const uint8_t *p)
+{
+	return (int16_t)((p[0] << 8) | p[1]);
+}
+
+static int64_t
+be_int(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	if (n < 8 && (p[0] & 0x80))	/* sign-extend */
+		v |= ~UINT64_C(0) << (8 * n);
+	return (int64_t)v;
+}
+
+/* Parameter 'idx' (1-based) as an integer, text or binary int2/4/8. */
+static bool
+param_int(const struct params *pp, int idx, int64_t *out)
+{
+	size_t off = 2, i;
+	int nfmt, nparams, fmt = 0;
+	int32_t len;
+
+	if (!pp || !pp->p || pp->len < 2)
+		return false;
+	nfmt = be16(pp->p);
+	if (nfmt < 0 || off + 2 * (size_t)nfmt + 2 > pp->len)
+		return false;
+	if (nfmt == 1)
+		fmt = be16(pp->p + off);
+	else if (nfmt > 1 && idx <= nfmt)
+		fmt = be16(pp->p + off + 2 * (size_t)(idx - 1));
+	off += 2 * (size_t)nfmt;
+	nparams = be16(pp->p + off);
+	off += 2;
+	if (idx > nparams)
+		return false;
+	for (i = 1;; i++) {
+		if (off + 4 > pp->len)
+			return false;
+		len = (int32_t)((uint32_t)pp->p[off] << 24 |
+				(uint32_t)pp->p[off + 1] << 16 |
+				(uint32_t)pp->p[off + 2] << 8 | pp->p[off + 3]);
+		off += 4;
+		if (len > 0 && off + (size_t)len > pp->len)
+			return false;
+		if ((int)i == idx)
+			break;
+		if (len > 0)
+			off += (size_t)len;
+	}
+	if (len <= 0)
+		return false;	/* NULL matches no row, but keep it simple */
+	if (fmt == 0)
+		return parse_int64((const char *)pp->p + off, (size_t)len, out);
+	if (fmt == 1 && (len == 2 || len == 4 || len == 8)) {
+		*out = be_int(pp->p + off, (size_t)len);
+		return true;
+	}
+	return false;
+}
+
+/* Every value of c as an integer into v (n of them), or false. */
+static bool
+resolve(const struct scol *c, const struct params *pp, int64_t *v,
+	size_t *n)
+{
+	size_t i;
+
+	if (c->unknown || c->nvals == 0)
+		return false;
+	for (i = 0; i < c->nvals; i++) {
+		if (*n == MAX_ROW_TAGS)
+			return false;
+		if (c->vals[i].kind == SV_INT)
+			v[(*n)++] = c->vals[i].v;
+		else if (!param_int(pp, c->vals[i].param, &v[(*n)++]))
+			return false;
+	}
+	return true;
+}
+
+/* A point lookup: the rows and row tags of a read by key, or false. */
+static bool
+plan_read_rows(const struct summary *s, const struct sname *n,
+	       const struct cat_rel *r, uint64_t table, const struct params *pp,
+	       struct plan *p)
+{
+	const struct rowinfo *ri = s->rows;
+	const struct scol *c;
+	int64_t v[MAX_ROW_TAGS];
+	size_t nv = 0, i;
+
+	if (!ri || ri->wkind != W_NONE || strcmp(ri->rel, n->name) != 0 ||
+	    !r->key_col[0] || r->n_read != 1 || r->read_tags[0] != table ||
+	    !(c = scol_for((struct rowinfo *)ri, 0, ri->n_preds, r->key_col)) ||
+	    !resolve(c, pp, v, &nv) ||
+	    p->n_tags + 1 + nv > CACHE_MAX_TAGS)
+		return false;
+	p->tags[p->n_tags++] = cache_tag_rows(table);
+	for (i = 0; i < nv; i++)
+		p->tags[p->n_tags++] = cache_tag_row(table, v[i]);
+	return true;
+}
+
 /* A relation read: its tags into the plan, or false (not cacheable). */
 static bool
-plan_read(struct plan_table *pt, const char *db, const struct sname *n,
-	  struct plan *p)
+plan_read(struct plan_table *pt, const char *db, const struct summary *s,
+	  const struct sname *n, const struct params *pp, struct plan *p)
 {
 	struct cat_rel r;
 
@@ -329,24 +631,72 @@ plan_read(struct plan_table *pt, const char *db, const struct sname *n,
 		return n->maybe_cte;	/* a WITH query; else an error */
 	if (r.uncacheable)
 		return false;
+	if (plan_read_rows(s, n, &r, cache_tag_table(db, n->name), pp, p))
+		return true;
 	return push_tags(p->tags, &p->n_tags, r.read_tags, r.n_read);
 }
 
-static void
-plan_write(struct plan_table *pt, const char *db, const struct sname *n,
-	   struct plan *p)
+/* The key values of every row a write changes (old and new), or false. */
+static bool
+write_rows(const struct rowinfo *ri, const char *key, const struct params *pp,
+	   int64_t *v, size_t *nv)
 {
+	const struct scol *c;
+
+	*nv = 0;
+	if (ri->wkind == W_UPDATE || ri->wkind == W_DELETE) {
+		c = scol_for((struct rowinfo *)ri, 0, ri->n_preds, key);
+		if (!c || !resolve(c, pp, v, nv))
+			return false;
+	}
+	if (ri->wkind == W_INSERT && (ri->upsert || !ri->wcols_complete))
+		return false;
+	c = scol_for((struct rowinfo *)ri, ri->n_preds, ri->n_wcols, key);
+	if (c)	/* the key column is set: its new values too */
+		return resolve(c, pp, v, nv);
+	return ri->wkind != W_INSERT;	/* INSERT: key from a default */
+}
+
+static bool
+push_one(struct plan *p, uint64_t tag)
+{
+	return push_tags(p->inval, &p->n_inval, &tag, 1);
+}
+
+static void
+plan_write(struct plan_table *pt, const char *db, const struct summary *s,
+	   const struct sname *n, const struct params *pp, struct plan *p)
+{
+	uint64_t table = cache_tag_table(db, n->name);
+	const struct rowinfo *ri = s->rows;
+	int64_t v[MAX_ROW_TAGS];
 	struct cat_rel r;
+	bool by_row;
+	size_t nv = 0, i;
 
 	if (catalog_rel(pt->cat, db, n->name, &r) != CAT_KNOWN ||
-	    r.write_floods ||
-	    !push_tags(p->inval, &p->n_inval, r.write_tags, r.n_write))
+	    r.write_floods) {
 		p->flood = true;
+		return;
+	}
+	by_row = ri && ri->wkind != W_NONE && r.key_col[0] &&
+		 strcmp(ri->rel, n->name) == 0 &&
+		 write_rows(ri, r.key_col, pp, v, &nv);
+	for (i = 0; i < nv && by_row; i++)
+		if (!push_one(p, cache_tag_row(table, v[i])))
+			p->flood = true;
+	for (i = 0; i < r.n_write; i++) {
+		if (!push_one(p, r.write_tags[i]))
+			p->flood = true;
+		if ((!by_row || r.write_tags[i] != table) &&
+		    !push_one(p, cache_tag_rows(r.write_tags[i])))
+			p->flood = true;
+	}
 }
 
 static void
 plan_from(struct plan_table *pt, const char *db, const struct summary *s,
-	  struct plan *p)
+	  const struct params *pp, struct plan *p)
 {
 	const struct sname *n;
 	enum cat_func f;
@@ -380,12 +730,12 @@ plan_from(struct plan_table *pt, const char *db, const struct summary *s,
 			}
 			break;
 		case ROLE_READ:
-			if (cacheable && !plan_read(pt, db, n, p))
+			if (cacheable && !plan_read(pt, db, s, n, pp, p))
 				cacheable = false;
 			break;
 		default:
 			if (!p->flood)
-				plan_write(pt, db, n, p);
+				plan_write(pt, db, s, n, pp, p);
 			break;
 		}
 	}
@@ -398,18 +748,19 @@ plan_from(struct plan_table *pt, const char *db, const struct summary *s,
 
 void
 plan_make(struct plan_table *pt, const char *db, const char *text,
-	  size_t len, struct plan *out)
+	  size_t len, const uint8_t *bind, size_t bind_len, struct plan *out)
 {
+	struct params pp = { .p = bind, .len = bind_len };
 	uint64_t h = XXH3_64bits(text, len);
 	struct plan_shard *sh = &pt->shards[h % PLAN_SHARDS];
 	size_t b = (size_t)(h / PLAN_SHARDS) % PLAN_BUCKETS;
-	struct summary *s, *old, **pp;
+	struct summary *s, *old, **link;
 
 	pthread_mutex_lock(&sh->lock);
 	for (s = sh->buckets[b]; s; s = s->next)
 		if (s->hash == h && s->len == len &&
 		    memcmp(s->text, text, len) == 0) {
-			plan_from(pt, db, s, out);
+			plan_from(pt, db, s, &pp, out);
 			pthread_mutex_unlock(&sh->lock);
 			return;
 		}
@@ -421,18 +772,18 @@ plan_make(struct plan_table *pt, const char *db, const char *text,
 		conservative(out);
 		return;
 	}
-	plan_from(pt, db, s, out);
+	plan_from(pt, db, s, &pp, out);
 	if (len > MAX_TEXT) {
 		summary_free(s);
 		return;
 	}
 	pthread_mutex_lock(&sh->lock);
 	if (sh->n >= sh->max && (old = sh->oldest)) {
-		for (pp = &sh->buckets[(old->hash / PLAN_SHARDS) %
-				       PLAN_BUCKETS];
-		     *pp != old; pp = &(*pp)->next)
+		for (link = &sh->buckets[(old->hash / PLAN_SHARDS) %
+					 PLAN_BUCKETS];
+		     *link != old; link = &(*link)->next)
 			;
-		*pp = old->next;
+		*link = old->next;
 		sh->oldest = old->newer;
 		if (sh->oldest)
 			sh->oldest->older = NULL;

@@ -49,11 +49,15 @@ struct plan_table *plan_table_new(struct catalog *cat, size_t max_texts);
 void plan_table_free(struct plan_table *pt);
 
 /*
- * Plan 'text' (len bytes, no NUL needed) run in database 'db'.
- * Never fails: on OOM or a text the parser rejects, the plan is the
- * conservative one (not cacheable, flood).
+ * Plan 'text' (len bytes, no NUL needed) run in database 'db', with the
+ * Bind body after its portal and statement names (parameter formats and
+ * values; NULL for none), from which row keys given as $n are read.
+ * Never fails: on OOM the plan is the conservative one (not cacheable,
+ * flood); a text the parser rejects is neither cached nor invalidating
+ * (the server rejects it too).
  */
 void plan_make(struct plan_table *pt, const char *db, const char *text,
-	       size_t len, struct plan *out);
+	       size_t len, const uint8_t *bind, size_t bind_len,
+	       struct plan *out);
 
 #endif

@@ -122,6 +122,10 @@ static const struct opt options[] = {
 	  .def = "0", .min = 0, .max = DAY_MS, FIELD(cache_ttl_ms),
 	  .help = "drop cached results older than this (0 = only "
 		  "invalidation removes them)" },
+	{ .name = "debug-skip-invalidation", .type = OPT_INT, .metavar = "0|1",
+	  .def = "0", .min = 0, .max = 1, FIELD(debug_skip_invalidation),
+	  .help = "TESTING ONLY: never invalidate cached results, so the "
+		  "consistency checker can prove it catches stale reads" },
 	{ .name = "verbose", .short_name = 'v', .type = OPT_COUNTER,
 	  .metavar = "N", .def = "0", .min = 0, .max = 5, FIELD(verbose),
 	  .help = "log more: -v, -vv, ... or --verbose N (0..5)" },

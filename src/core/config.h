@@ -34,6 +34,7 @@ struct config {
 	uint64_t cache_size;		/* --cache-size bytes, 256MB; 0 = off */
 	uint64_t cache_max_entry;	/* --cache-max-entry bytes, 1MB */
 	int cache_ttl_ms;		/* --cache-ttl, 0 = none */
+	int debug_skip_invalidation;	/* testing the consistency checker */
 	int verbose;			/* -v (repeatable) / --verbose N */
 	char auth_file[512];		/* --auth-file, optional */
 	char tls_cert[512];		/* --tls-cert, optional (client side) */

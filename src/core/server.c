@@ -613,6 +613,9 @@ print_banner(const struct server *srv)
 		 (unsigned long long)(cfg->cache_size >> 20),
 		 (unsigned long long)(cfg->cache_max_entry >> 10),
 		 cfg->cache_ttl_ms ? "set" : "none");
+	if (cfg->debug_skip_invalidation)
+		log_warn("--debug-skip-invalidation: cached results are NEVER "
+			 "invalidated; stale reads will be served (testing only)");
 	log_warn("writes that bypass this proxy are not seen: a result they "
 		 "change stays cached%s",
 		 cfg->cache_ttl_ms ? " until --cache-ttl" :

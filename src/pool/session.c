@@ -738,6 +738,8 @@ invalidate_dirty(struct client *cl)
 	struct server *srv = cl->w->srv;
 	uint64_t tag;
 
+	if (srv->cfg.debug_skip_invalidation)
+		cl->dirty_flood = false, cl->n_dirty = 0;
 	if (cl->dirty_flood || cl->dirty_forget) {
 		tag = cache_tag_db(cl->database);
 		cache_tag_bump(srv->cache, &tag, 1);
@@ -906,7 +908,7 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 	    !f->body_len || f->body[f->body_len - 1] != 0)
 		return false;
 	plan_make(cl->w->srv->plans, cl->database, text, f->body_len - 1,
-		  &plan);
+		  NULL, 0, &plan);
 	if ((tag = lazy_tag(cl, &plan, text)) && lazy_apply(cl, tag, text) == 0) {
 		send_ready(cl, lazy_status(cl));
 		buf_consume(&cl->c.in, f->len);
@@ -943,7 +945,7 @@ plan_query(struct client *cl, const char *text, size_t len,
 	uint64_t hash;
 	uint8_t *key;
 
-	plan_make(srv->plans, cl->database, text, len, &plan);
+	plan_make(srv->plans, cl->database, text, len, NULL, 0, &plan);
 	note_writes(cl, &plan);
 	if (!plan.cacheable)
 		cl->block_clean = false;
@@ -1141,7 +1143,8 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	if ((f->type != 'P' && f->type != 'B') || !srv->cache || cl->pinned ||
 	    cl->in_block || !(total = read_group(cl, &g)))
 		return false;
-	plan_make(srv->plans, cl->database, g.text, strlen(g.text), &plan);
+	plan_make(srv->plans, cl->database, g.text, strlen(g.text),
+		  g.bind_rest, g.bind_rest_len, &plan);
 	if ((tag = lazy_tag(cl, &plan, g.text))) {
 		if (g.has_parse && remember_unnamed(cl, &g))
 			return false;
@@ -1206,7 +1209,8 @@ attach_group_capture(struct client *cl, uint8_t type)
 
 /* Bind of a statement that may write: remember it for its Execute. */
 static int
-plan_portal(struct client *cl, const char *portal, const char *text)
+plan_portal(struct client *cl, const char *portal, const char *text,
+	    const uint8_t *bind, size_t bind_len)
 {
 	struct plan plan;
 
@@ -1214,7 +1218,8 @@ plan_portal(struct client *cl, const char *portal, const char *text)
 	cl->portal_plan = NULL;
 	if (!cache_of(cl) || !text)
 		return 0;
-	plan_make(cl->w->srv->plans, cl->database, text, strlen(text), &plan);
+	plan_make(cl->w->srv->plans, cl->database, text, strlen(text), bind,
+		  bind_len, &plan);
 	if (!plan.cacheable)
 		cl->block_clean = false;
 	if (!plan.writes)
@@ -1593,7 +1598,8 @@ handle_bind(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 		p = stmt_map_get(&cl->stmts, stmt);
 	track_portal(cl, portal, p);
 	if (plan_portal(cl, portal, p ? p->query : !*stmt ? cl->unnamed_query
-						      : NULL))
+						      : NULL,
+			f->body + r.pos, f->body_len - r.pos))
 		return -1;
 	if (!*portal)
 		cl->portal_local = !*stmt && cl->unnamed_local;

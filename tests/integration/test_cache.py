@@ -457,3 +457,81 @@ def test_default_isolation_repeatable_read_is_never_served(cproxy, pg, table):
     cur.execute(sql)
     assert cur.fetchone()[0] == one(d, sql)
     c.rollback()
+
+
+# ---- row-level precision ----------------------------------------------------
+
+def test_write_to_one_row_keeps_other_rows_point_lookups(cproxy, pg, table):
+    c, w, d = cproxy.connect(), cproxy.connect(), pg.connect()
+    row5, row6 = f"SELECT v FROM {table} WHERE id = 5", f"SELECT v FROM {table} WHERE id = 6"
+    total = f"SELECT sum(v) FROM {table}"
+    wait_cached(c, d, row6, f"UPDATE {table} SET note = note || '.' WHERE id = 1")
+    wait_cached(c, d, total, f"UPDATE {table} SET note = note || '.' WHERE id = 1")
+    cached6 = wait_cached(c, d, row6, f"UPDATE {table} SET v = v + 1000 WHERE id = 6")
+    one(c, row5)
+    w.cursor().execute(f"UPDATE {table} SET v = 555 WHERE id = 5")
+    assert one(c, row5) == 555                       # the written row: fresh
+    assert one(c, row6) == cached6 != one(d, row6)   # another row: still cached
+    assert one(c, total) == one(d, total)            # table-wide: evicted
+
+
+def test_row_precision_with_bound_parameters(cproxy, pg, table):
+    d = pg.connect()
+    with psycopg.connect(cproxy.dsn, autocommit=True) as c:
+        def read(k):
+            return c.execute(f"SELECT v FROM {table} WHERE id = %s", (k,)).fetchone()[0]
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            before = read(3)
+            read(3)
+            d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 3")
+            if read(3) == before:
+                break
+        else:
+            pytest.fail("never cached")
+        cached3 = read(3)
+        read(4)
+        c.execute(f"UPDATE {table} SET v = %s WHERE id = %s", (-4, 4))
+        assert read(4) == -4
+        assert read(3) == cached3 != one(d, f"SELECT v FROM {table} WHERE id = 3")
+
+
+def test_key_change_insert_and_delete_reach_the_lookups_of_their_keys(cproxy, pg, table):
+    c, w, d = cproxy.connect(), cproxy.connect(), pg.connect()
+    missing = f"SELECT v FROM {table} WHERE id = 60"
+    wait_cached(c, d, f"SELECT v FROM {table} WHERE id = 1", f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+    for _ in range(3):
+        assert one(c, missing) is None
+    w.cursor().execute(f"UPDATE {table} SET id = 60 WHERE id = 6")   # key moves 6 -> 60
+    assert one(c, missing) == 60
+    assert one(c, f"SELECT v FROM {table} WHERE id = 6") is None
+    for _ in range(3):
+        assert one(c, f"SELECT v FROM {table} WHERE id = 70") is None
+    w.cursor().execute(f"INSERT INTO {table} (id, v) VALUES (70, 7)")
+    assert one(c, f"SELECT v FROM {table} WHERE id = 70") == 7
+    w.cursor().execute(f"DELETE FROM {table} WHERE id IN (70, 60)")
+    assert one(c, missing) is None
+    assert one(c, f"SELECT v FROM {table} WHERE id = 70") is None
+
+
+def test_insert_with_generated_key_reaches_lookups_of_unknown_keys(cproxy, pg, uniq):
+    d = pg.connect()
+    d.cursor().execute(f"CREATE TABLE {uniq} (id serial PRIMARY KEY, v int)")
+    try:
+        c, w = cproxy.connect(), cproxy.connect()
+        for _ in range(3):
+            assert one(c, f"SELECT v FROM {uniq} WHERE id = 1") is None
+            time.sleep(0.1)
+        w.cursor().execute(f"INSERT INTO {uniq} (v) VALUES (11)")
+        assert one(c, f"SELECT v FROM {uniq} WHERE id = 1") == 11
+    finally:
+        d.cursor().execute(f"DROP TABLE {uniq}")
+
+
+def test_write_by_another_column_reaches_every_point_lookup(cproxy, pg, table):
+    c, w, d = cproxy.connect(), cproxy.connect(), pg.connect()
+    row2 = f"SELECT note FROM {table} WHERE id = 2"
+    wait_cached(c, d, row2, f"UPDATE {table} SET v = v + 1 WHERE id = 2")
+    w.cursor().execute(f"UPDATE {table} SET note = 'by-v' WHERE v >= 0")
+    assert one(c, row2) == "by-v"
