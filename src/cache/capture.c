@@ -71,9 +71,11 @@ capture_finish(struct cache_store *s, struct capture *c, uint8_t tx_status,
 	enum cache_put_result r = CACHE_TOO_BIG;
 
 	if (!c->spoiled && c->len &&
-	    (tx_status == 'I' || (tx_status == 'T' && c->in_block_ok)))
+	    (tx_status == 'I' || (tx_status == 'T' && c->in_block_ok))) {
 		r = cache_put(s, c->hash, c->key, c->keylen, c->data, c->len,
 			      &c->stamp, now_ms);
+		c->claim = NULL;	/* a put ends the claim */
+	}
 	capture_free(c);
 	return r;
 }
@@ -83,6 +85,8 @@ capture_free(struct capture *c)
 {
 	if (!c)
 		return;
+	if (c->claim)
+		cache_abandon(c->claim, c->hash, c->key, c->keylen);
 	free(c->key);
 	free(c->data);
 	free(c);

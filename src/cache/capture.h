@@ -26,6 +26,7 @@ struct capture {
 	size_t len, cap, max;
 	bool spoiled;		/* error, too big or out of memory */
 	bool in_block_ok;	/* may end inside a transaction block */
+	struct cache_store *claim;	/* the key's claim is ours: end it */
 	struct cache_stamp stamp;
 };
 
@@ -36,9 +37,11 @@ struct capture *capture_new(const struct cache_store *s, uint8_t *key,
 /* One server message (type byte included), in order. */
 void capture_add(struct capture *c, const uint8_t *msg, size_t len);
 void capture_spoil(struct capture *c);
-/* At ReadyForQuery: store if clean; frees c either way. */
+/* At ReadyForQuery: store if clean (and end the claim either way);
+ * frees c. */
 enum cache_put_result capture_finish(struct cache_store *s, struct capture *c,
 				     uint8_t tx_status, uint64_t now_ms);
+/* Drop a capture; a claim it holds is abandoned (waiters woken). */
 void capture_free(struct capture *c);
 
 #endif

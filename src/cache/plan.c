@@ -24,6 +24,8 @@ enum {
 	PLAN_BUCKETS = 1024,	/* per shard */
 	NAME_MAX_LEN = ANALYSIS_NAME_MAX,
 	MAX_TEXT = 64 * 1024,	/* longer texts are planned, not kept */
+	PLAN_MIN_BYTES = 1 << 20,
+	ALLOC_OVERHEAD = 16,	/* malloc's header and rounding, roughly */
 };
 
 enum base {
@@ -89,13 +91,14 @@ struct summary {
 	uint32_t n_names;
 	struct sname *names;
 	struct rowinfo *rows;	/* NULL: table level only */
+	size_t bytes;		/* everything above, as charged */
 };
 
 struct plan_shard {
 	pthread_mutex_t lock;
 	struct summary *buckets[PLAN_BUCKETS];
 	struct summary *oldest, *newest;
-	size_t n, max;
+	size_t bytes, max_bytes;
 };
 
 struct plan_table {
@@ -104,19 +107,19 @@ struct plan_table {
 };
 
 struct plan_table *
-plan_table_new(struct catalog *cat, size_t max_texts)
+plan_table_new(struct catalog *cat, size_t max_bytes)
 {
 	struct plan_table *pt = calloc(1, sizeof(*pt));
 	size_t i;
 
 	if (!pt)
 		return NULL;
-	if (!max_texts)
-		max_texts = 65536;
+	if (max_bytes < PLAN_MIN_BYTES)
+		max_bytes = PLAN_MIN_BYTES;
 	pt->cat = cat;
 	for (i = 0; i < PLAN_SHARDS; i++) {
 		pthread_mutex_init(&pt->shards[i].lock, NULL);
-		pt->shards[i].max = max_texts / PLAN_SHARDS + 1;
+		pt->shards[i].max_bytes = max_bytes / PLAN_SHARDS;
 	}
 	return pt;
 }
@@ -478,6 +481,12 @@ build(const char *text, size_t len, uint64_t hash)
 	if (s->base == BASE_READ || s->base == BASE_WRITE)
 		s->rows = summarise_rows(&a, s->text);
 	analysis_free(&a);
+	s->bytes = sizeof(*s) + len + 1 + s->n_names * sizeof(*s->names) +
+		   3 * ALLOC_OVERHEAD;
+	if (s->rows)
+		s->bytes += sizeof(*s->rows) + ALLOC_OVERHEAD +
+			    (s->rows->n_preds + s->rows->n_wcols) *
+				    sizeof(struct scol);
 	if (s->base == BASE_READ && has_skip_hint(text, len))
 		s->base = BASE_READ_NOCACHE;
 	return s;
@@ -773,12 +782,12 @@ plan_make(struct plan_table *pt, const char *db, const char *text,
 		return;
 	}
 	plan_from(pt, db, s, &pp, out);
-	if (len > MAX_TEXT) {
+	if (len > MAX_TEXT || s->bytes > sh->max_bytes / 4) {
 		summary_free(s);
 		return;
 	}
 	pthread_mutex_lock(&sh->lock);
-	if (sh->n >= sh->max && (old = sh->oldest)) {
+	while (sh->bytes + s->bytes > sh->max_bytes && (old = sh->oldest)) {
 		for (link = &sh->buckets[(old->hash / PLAN_SHARDS) %
 					 PLAN_BUCKETS];
 		     *link != old; link = &(*link)->next)
@@ -789,7 +798,7 @@ plan_make(struct plan_table *pt, const char *db, const char *text,
 			sh->oldest->older = NULL;
 		else
 			sh->newest = NULL;
-		sh->n--;
+		sh->bytes -= old->bytes;
 		summary_free(old);
 	}
 	s->next = sh->buckets[b];
@@ -800,6 +809,6 @@ plan_make(struct plan_table *pt, const char *db, const char *text,
 	else
 		sh->oldest = s;
 	sh->newest = s;
-	sh->n++;
+	sh->bytes += s->bytes;
 	pthread_mutex_unlock(&sh->lock);
 }

@@ -4,7 +4,7 @@
  * or stay out of the way.
  *
  * Each distinct text is parsed once (analysis/shape.h) and summarised in
- * a shared, bounded table; planning a text seen before costs a hash, a
+ * a shared table bounded in bytes (oldest texts dropped first); planning a text seen before costs a hash, a
  * compare and one catalog lookup per relation or function name.  The
  * catalog (analysis/catalog.h) turns names into tags; a name it does not
  * know yet makes a read uncacheable this time and a write flood the
@@ -44,8 +44,8 @@ struct plan {
 	uint64_t inval[CACHE_MAX_TAGS];
 };
 
-/* max_texts bounds the summaries kept (0 = a default of 65536). */
-struct plan_table *plan_table_new(struct catalog *cat, size_t max_texts);
+/* max_bytes bounds the memory the summaries take (at least 1MB). */
+struct plan_table *plan_table_new(struct catalog *cat, size_t max_bytes);
 void plan_table_free(struct plan_table *pt);
 
 /*

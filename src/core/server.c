@@ -220,9 +220,13 @@ init_cache(struct server *srv, char *err, size_t errlen)
 
 	if (!cfg->cache_size || cfg->pool_mode != POOL_TRANSACTION)
 		return 0;
+	/* Statement summaries get 1/16 of the budget, the results the rest. */
+	cc.max_bytes -= cc.max_bytes / 16;
 	srv->cache = cache_store_new(&cc);
 	srv->catalog = catalog_new(&cfg->upstream);
-	srv->plans = srv->catalog ? plan_table_new(srv->catalog, 0) : NULL;
+	srv->plans = srv->catalog ?
+		plan_table_new(srv->catalog, (size_t)cfg->cache_size / 16) :
+		NULL;
 	if (!srv->cache || !srv->plans) {
 		snprintf(err, errlen, "out of memory for a %llu-byte cache",
 			 (unsigned long long)cfg->cache_size);
@@ -493,6 +497,7 @@ on_wake(struct loop_watch *wt, uint32_t events)
 
 	(void)events;
 	loop_wake_drain(&w->loop);
+	session_cache_mail(w);
 }
 
 static void
@@ -560,6 +565,7 @@ worker_main(void *arg)
 		bury_dead(w);
 	}
 	close_clients(w);
+	session_cache_mail(w);	/* waits that ended as their clients left */
 	bury_dead(w);
 	return NULL;
 }
@@ -574,6 +580,7 @@ worker_init(struct server *srv, struct worker *w, int id, char *err,
 	qlist_init(&w->pools);
 	qlist_init(&w->graveyard);
 	qlist_init(&w->dead_backends);
+	pthread_mutex_init(&w->mail_lock, NULL);
 	if (loop_init(&w->loop, on_wake)) {
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		return -1;

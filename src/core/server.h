@@ -26,6 +26,7 @@ struct server;
 struct cache_store;
 struct catalog;
 struct plan_table;
+struct cache_wait;
 
 /* Someone allowed to log in: the upstream URL's user or an auth-file one. */
 struct user_cred {
@@ -83,6 +84,10 @@ struct worker {
 		uint64_t tag, due_ms;
 	} recheck[16];
 	int nrecheck;
+	/* Clients whose wait for another client's identical query ended
+	 * (woken from any thread; run by this worker). */
+	pthread_mutex_t mail_lock;
+	struct cache_wait *mail;
 };
 
 struct server {

@@ -132,6 +132,11 @@ struct client {
 	size_t unnamed_parse_len;
 	struct capture *group_capture;	/* extended group being sent */
 	char *lazy_begin;		/* BEGIN answered by us, not sent yet */
+	struct cache_wait *cache_wait;	/* parked behind an identical query */
+	bool no_claim;			/* just woken: look up, never wait */
+	uint8_t *claim_key;		/* we lead this key's miss (owned) */
+	size_t claim_keylen;
+	uint64_t claim_hash;
 	bool block_clean;		/* a lazy READ COMMITTED block, sent, that
 					   has run only cacheable reads: its
 					   reads are what autocommit would see */

@@ -33,6 +33,8 @@ enum {
 static void client_on_event(struct loop_watch *wt, uint32_t events);
 static void session_process(struct client *cl);
 static struct cache_store *cache_of(const struct client *cl);
+static void cache_wait_cancel(struct client *cl);
+static void claim_end(struct client *cl);
 static void invalidate_on_leave(struct client *cl, bool in_flight);
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -133,6 +135,7 @@ session_free(struct client *cl)
 	free(cl->portal_plan);
 	capture_free(cl->group_capture);
 	free(cl->lazy_begin);
+	free(cl->claim_key);
 	free(cl->startup);
 	free(cl->cancel);
 	scram_server_clear(&cl->scram);
@@ -181,8 +184,11 @@ session_close(struct client *cl, const char *why)
 		  why ? why : "");
 	if (cl->waiting)
 		pool_cancel_wait(cl);
-	if (cache_of(cl))
+	if (cache_of(cl)) {
+		cache_wait_cancel(cl);
+		claim_end(cl);
 		invalidate_on_leave(cl, cl->srv && cl->srv->qlen);
+	}
 	if (cl->srv)
 		detach_backend(cl);
 	if (cl->cancel)
@@ -794,6 +800,160 @@ query_key(const struct client *cl, const char *text, size_t len,
 	return k;
 }
 
+/* ---- coalescing: identical misses in flight go upstream once ---------- */
+
+struct cache_wait {
+	struct cache_waiter node;	/* the store's; first */
+	struct worker *w;
+	struct client *cl;		/* NULL: the client left */
+	struct cache_wait *next;	/* in w->mail */
+	uint64_t hash;
+	uint8_t *key;
+	size_t keylen;
+};
+
+/* Any thread: the leader's answer is in (or it gave up). */
+static void
+cache_woken(struct cache_waiter *node, struct cache_entry *e)
+{
+	struct cache_wait *cw = (struct cache_wait *)node;
+	struct worker *w = cw->w;
+
+	if (e)
+		cache_entry_release(e);	/* the retry finds it */
+	pthread_mutex_lock(&w->mail_lock);
+	cw->next = w->mail;
+	w->mail = cw;
+	pthread_mutex_unlock(&w->mail_lock);
+	loop_wake(&w->loop);
+}
+
+void
+session_cache_mail(struct worker *w)
+{
+	struct cache_wait *cw, *next;
+	struct client *cl;
+
+	pthread_mutex_lock(&w->mail_lock);
+	cw = w->mail;
+	w->mail = NULL;
+	pthread_mutex_unlock(&w->mail_lock);
+	for (; cw; cw = next) {
+		next = cw->next;
+		cl = cw->cl;
+		free(cw->key);
+		free(cw);
+		if (!cl)
+			continue;
+		cl->cache_wait = NULL;
+		cl->no_claim = true;
+		session_resume(cl);
+	}
+}
+
+static void
+cache_wait_cancel(struct client *cl)
+{
+	struct cache_wait *cw = cl->cache_wait;
+
+	if (!cw)
+		return;
+	cl->cache_wait = NULL;
+	if (cache_cancel_wait(cache_of(cl), cw->hash, cw->key, cw->keylen,
+			      &cw->node)) {
+		free(cw->key);
+		free(cw);
+	} else {
+		cw->cl = NULL;	/* its mail is on the way: dropped there */
+	}
+}
+
+/* We led a key's miss and will not answer it after all. */
+static void
+claim_end(struct client *cl)
+{
+	if (!cl->claim_key)
+		return;
+	cache_abandon(cache_of(cl), cl->claim_hash, cl->claim_key,
+		      cl->claim_keylen);
+	free(cl->claim_key);
+	cl->claim_key = NULL;
+}
+
+/* Hand the claim we lead to the capture that will answer it. */
+static void
+claim_to_capture(struct client *cl, struct capture *c)
+{
+	if (!cl->claim_key)
+		return;
+	if (c && c->keylen == cl->claim_keylen &&
+	    memcmp(c->key, cl->claim_key, c->keylen) == 0) {
+		c->claim = cache_of(cl);
+		free(cl->claim_key);
+		cl->claim_key = NULL;
+		return;
+	}
+	claim_end(cl);
+}
+
+enum lookup { LOOKUP_HIT, LOOKUP_MISS, LOOKUP_LEAD, LOOKUP_PARKED };
+
+/*
+ * Look a key up.  On a miss the first client becomes the key's leader
+ * (it goes upstream); the others park until its answer is stored, then
+ * look again (once, without waiting).  key stays the caller's.
+ */
+static enum lookup
+lookup(struct client *cl, uint64_t hash, const uint8_t *key, size_t keylen,
+       struct cache_entry **e)
+{
+	struct cache_store *s = cache_of(cl);
+	struct cache_wait *cw;
+
+	*e = NULL;
+	if (cl->claim_key && cl->claim_keylen == keylen &&
+	    memcmp(cl->claim_key, key, keylen) == 0)
+		return LOOKUP_LEAD;	/* ours already: we were held up */
+	if (cl->no_claim || !(cw = calloc(1, sizeof(*cw)))) {
+		cl->no_claim = false;
+		*e = cache_get(s, hash, key, keylen, cl->w->now_ms);
+		return *e ? LOOKUP_HIT : LOOKUP_MISS;
+	}
+	cw->node.wake = cache_woken;
+	cw->w = cl->w;
+	cw->cl = cl;
+	switch (cache_claim(s, hash, key, keylen, cl->w->now_ms, &cw->node,
+			    e)) {
+	case CACHE_CLAIM_HIT:
+		free(cw);
+		return LOOKUP_HIT;
+	case CACHE_CLAIM_WAIT:
+		/* its wake only posts to our mailbox: fill in the rest */
+		cw->hash = hash;
+		cw->keylen = keylen;
+		cw->key = malloc(keylen);
+		if (cw->key)
+			memcpy(cw->key, key, keylen);
+		cl->cache_wait = cw;
+		return LOOKUP_PARKED;
+	case CACHE_CLAIM_LEADER:
+		free(cw);
+		claim_end(cl);
+		cl->claim_key = malloc(keylen);
+		if (!cl->claim_key) {
+			cache_abandon(s, hash, key, keylen);
+			return LOOKUP_MISS;
+		}
+		memcpy(cl->claim_key, key, keylen);
+		cl->claim_keylen = keylen;
+		cl->claim_hash = hash;
+		return LOOKUP_LEAD;
+	default:
+		free(cw);
+		return LOOKUP_MISS;
+	}
+}
+
 /*
  * Lazy BEGIN: a READ COMMITTED block is opened here and reaches the
  * server only with the first statement the cache cannot answer, so
@@ -897,6 +1057,7 @@ static bool
 answer_from_cache(struct client *cl, const struct msg_frame *f)
 {
 	const char *text = (const char *)f->body, *tag;
+	enum lookup found;
 	struct cache_entry *e;
 	struct plan plan;
 	const uint8_t *data;
@@ -919,8 +1080,10 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 	key = query_key(cl, text, f->body_len - 1, &keylen, &hash);
 	if (!key)
 		return false;
-	e = cache_get(cache_of(cl), hash, key, keylen, cl->w->now_ms);
+	found = lookup(cl, hash, key, keylen, &e);
 	free(key);
+	if (found == LOOKUP_PARKED)
+		return true;	/* the message waits in the buffer */
 	if (!e)
 		return false;
 	data = cache_entry_data(e, &len);
@@ -950,15 +1113,20 @@ plan_query(struct client *cl, const char *text, size_t len,
 	if (!plan.cacheable)
 		cl->block_clean = false;
 	if (!plan.cacheable || cl->pinned || cl->in_block ||
-	    !backend_owes_nothing(cl->srv, cl->block_clean))
+	    !backend_owes_nothing(cl->srv, cl->block_clean)) {
+		claim_end(cl);
 		return 0;
+	}
 	key = query_key(cl, text, len, &keylen, &hash);
-	if (!key)
+	if (!key) {
+		claim_end(cl);
 		return -1;
+	}
 	p->capture = capture_new(srv->cache, key, keylen, hash, plan.tags,
 				 plan.n_tags, (size_t)srv->cfg.cache_max_entry);
 	if (p->capture)
 		p->capture->in_block_ok = cl->block_clean;
+	claim_to_capture(cl, p->capture);
 	return 0;
 }
 
@@ -1132,17 +1300,19 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	struct cache_entry *e;
 	struct ext_group g;
 	struct plan plan;
+	enum lookup found;
 	const char *tag;
 	const uint8_t *data;
 	size_t total, len, keylen;
 	uint64_t hash;
 	uint8_t *key;
 
-	capture_free(cl->group_capture);
-	cl->group_capture = NULL;
 	if ((f->type != 'P' && f->type != 'B') || !srv->cache || cl->pinned ||
-	    cl->in_block || !(total = read_group(cl, &g)))
+	    cl->in_block || !(total = read_group(cl, &g))) {
+		capture_free(cl->group_capture);
+		cl->group_capture = NULL;
 		return false;
+	}
 	plan_make(srv->plans, cl->database, g.text, strlen(g.text),
 		  g.bind_rest, g.bind_rest_len, &plan);
 	if ((tag = lazy_tag(cl, &plan, g.text))) {
@@ -1159,9 +1329,23 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 		buf_consume(&cl->c.in, total);
 		return true;
 	}
-	if (!plan.cacheable || !(key = group_key(cl, &g, &keylen, &hash)))
+	if (!plan.cacheable || !(key = group_key(cl, &g, &keylen, &hash))) {
+		capture_free(cl->group_capture);
+		cl->group_capture = NULL;
 		return false;
-	e = cache_get(srv->cache, hash, key, keylen, cl->w->now_ms);
+	}
+	if (cl->group_capture && cl->group_capture->keylen == keylen &&
+	    memcmp(cl->group_capture->key, key, keylen) == 0) {
+		free(key);	/* armed already: we were held up */
+		return false;
+	}
+	capture_free(cl->group_capture);
+	cl->group_capture = NULL;
+	found = lookup(cl, hash, key, keylen, &e);
+	if (found == LOOKUP_PARKED) {
+		free(key);
+		return true;	/* the group waits in the buffer */
+	}
 	if (!e) {	/* a miss: catch the answer on its way */
 		cl->group_capture = capture_new(srv->cache, key, keylen, hash,
 						plan.tags, plan.n_tags,
@@ -1169,6 +1353,7 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 		/* in a lazy block, the group opens it: clean so far */
 		if (cl->group_capture)
 			cl->group_capture->in_block_ok = cl->lazy_begin != NULL;
+		claim_to_capture(cl, cl->group_capture);
 		return false;
 	}
 	free(key);
@@ -1819,7 +2004,7 @@ process_messages(struct client *cl)
 	struct msg_frame f;
 	int rc;
 
-	while (cl->state == CL_ACTIVE) {
+	while (cl->state == CL_ACTIVE && !cl->cache_wait) {
 		rc = next_message(cl, &f);
 		if (rc <= 0)
 			return;
@@ -1998,6 +2183,8 @@ session_fail_request(struct client *cl, const char *sqlstate,
 		fatal(cl, sqlstate, msg);
 		return;
 	}
+	if (cache_of(cl))
+		claim_end(cl);
 	send_error(cl, "ERROR", sqlstate, msg);
 	drop_request(cl);
 	session_flush(cl);

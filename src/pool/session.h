@@ -22,6 +22,8 @@ void session_backend_lost(struct client *cl, const char *why);
 void session_close(struct client *cl, const char *why);
 void session_flush(struct client *cl);
 void session_free(struct client *cl);
+/* Resume the clients whose coalesced cache wait ended (worker thread). */
+void session_cache_mail(struct worker *w);
 /*
  * State changes of a finished statement: ok adds copies of ops to the
  * current batch, !ok drops the batch (the statement's transaction or

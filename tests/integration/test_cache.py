@@ -535,3 +535,75 @@ def test_write_by_another_column_reaches_every_point_lookup(cproxy, pg, table):
     wait_cached(c, d, row2, f"UPDATE {table} SET v = v + 1 WHERE id = 2")
     w.cursor().execute(f"UPDATE {table} SET note = 'by-v' WHERE v >= 0")
     assert one(c, row2) == "by-v"
+
+
+# ---- memory -----------------------------------------------------------------
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def test_memory_cap_holds_under_distinct_queries(proxy, pg, table):
+    cap_mib = 16
+    p = proxy(pool_mode="transaction", extra=["--cache-size", f"{cap_mib}MB"])
+    c = p.connect()
+    one(c, f"SELECT v FROM {table} WHERE id = 1")
+    time.sleep(0.3)
+    for i in range(200):  # warm the process up: pools, buffers, catalog
+        one(c, f"SELECT repeat('w', 1000) || {i} FROM {table} WHERE id = 1")
+    base = rss_kib(p.proc.pid)
+    n = 25000  # ~1.1 kB per result: about 1.7x the budget
+    cur = c.cursor()
+    for i in range(n):
+        cur.execute(f"SELECT repeat('x', 1000) || {i} FROM {table} WHERE id = 1")
+        cur.fetchone()
+    grown = rss_kib(p.proc.pid) - base
+    print(f"RSS grew {grown} KiB over {n} distinct results, cap {cap_mib} MiB")
+    # the budget, plus what malloc keeps around freed chunks
+    assert grown < (cap_mib + 8) * 1024, f"RSS grew {grown} KiB for a {cap_mib} MiB cache"
+    # and it really was used: recent results are served from it
+    d = pg.connect()
+    last = f"SELECT repeat('x', 1000) || {n - 1} FROM {table} WHERE id = 1"
+    d.cursor().execute(f"DELETE FROM {table} WHERE id = 1")
+    assert one(c, last) is not None
+
+
+# ---- coalescing -------------------------------------------------------------
+
+def seq_scans(d, table):
+    return one(d, f"SELECT seq_scan FROM pg_stat_user_tables WHERE relname = '{table}'")
+
+
+def test_identical_concurrent_misses_run_once_upstream(cproxy, pg, uniq):
+    import threading
+    d = pg.connect()
+    d.cursor().execute(f"CREATE TABLE {uniq} (v int)")  # no index: every read is a seq scan
+    d.cursor().execute(f"INSERT INTO {uniq} SELECT g FROM generate_series(1, 10) g")
+    try:
+        warm = cproxy.connect()
+        one(warm, f"SELECT count(*) FROM {uniq}, generate_series(1, 2) g")  # catalog learns the names
+        time.sleep(1.5)
+        before = seq_scans(d, uniq)
+        slow = f"SELECT count(*) FROM {uniq}, generate_series(1, 3000000) g"
+        conns = [cproxy.connect() for _ in range(8)]
+        results, start = [], threading.Barrier(len(conns))
+
+        def run(c):
+            start.wait()
+            results.append(one(c, slow))
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in conns]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results == [30000000] * len(conns)
+        time.sleep(1.5)  # table statistics reach pg_stat_user_tables within a second
+        ran = seq_scans(d, uniq) - before
+        assert 1 <= ran <= 2, f"{ran} upstream executions for {len(conns)} identical queries"
+    finally:
+        d.cursor().execute(f"DROP TABLE {uniq}")
