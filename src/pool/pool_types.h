@@ -132,6 +132,7 @@ struct client {
 	size_t unnamed_parse_len;
 	struct capture *group_capture;	/* extended group being sent */
 	char *lazy_begin;		/* BEGIN answered by us, not sent yet */
+	bool lazy_failed;		/* ... and a statement in it failed */
 	struct cache_wait *cache_wait;	/* parked behind an identical query */
 	bool no_claim;			/* just woken: look up, never wait */
 	uint8_t *claim_key;		/* we lead this key's miss (owned) */

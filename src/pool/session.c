@@ -1020,6 +1020,9 @@ lazy_tag(const struct client *cl, const struct plan *p, const char *text)
 static int
 lazy_apply(struct client *cl, const char *tag, const char *text)
 {
+	if (cl->lazy_failed)	/* COMMIT of a failed block rolls back */
+		tag = "ROLLBACK";
+	cl->lazy_failed = false;
 	free(cl->lazy_begin);
 	cl->lazy_begin = NULL;
 	if (strcmp(tag, "BEGIN") == 0 && !(cl->lazy_begin = strdup(text)))
@@ -1031,8 +1034,11 @@ lazy_apply(struct client *cl, const char *tag, const char *text)
 static uint8_t
 lazy_status(const struct client *cl)
 {
-	return cl->lazy_begin ? 'T' : 'I';
+	if (!cl->lazy_begin)
+		return 'I';
+	return cl->lazy_failed ? 'E' : 'T';
 }
+
 
 /* The lazy block needs the server after all: open it there first. */
 static int
@@ -1372,6 +1378,51 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	cache_entry_release(e);
 	send_ready(cl, lazy_status(cl));
 	buf_consume(&cl->c.in, total);
+	return true;
+}
+
+/*
+ * A statement other than the block's end in a failed lazy block: what
+ * the server would say.  True when answered (the message is consumed;
+ * extended messages are skipped up to their Sync).
+ */
+static bool
+answer_failed_block(struct client *cl, const struct msg_frame *f)
+{
+	static const char msg[] = "current transaction is aborted, commands "
+				  "ignored until end of transaction block";
+
+	if (!cl->lazy_failed || cl->srv)
+		return false;
+	if (f->type == 'Q') {
+		struct plan plan;
+
+		plan_make(cl->w->srv->plans, cl->database,
+			  (const char *)f->body, f->body_len - 1, NULL, 0,
+			  &plan);
+		if (lazy_end_tag(cl, &plan, (const char *)f->body))
+			return false;	/* ROLLBACK: the lazy path ends it */
+		send_error(cl, "ERROR", "25P02", msg);
+		send_ready(cl, 'E');
+	} else if (f->type == 'S') {
+		send_ready(cl, 'E');
+	} else if (f->type == 'P' || f->type == 'B') {
+		struct ext_group g;
+		struct plan plan;
+
+		if (read_group(cl, &g)) {
+			plan_make(cl->w->srv->plans, cl->database, g.text,
+				  strlen(g.text), NULL, 0, &plan);
+			if (lazy_end_tag(cl, &plan, g.text))
+				return false;
+		}
+		send_error(cl, "ERROR", "25P02", msg);
+		cl->skip_until_sync = true;
+	} else {
+		send_error(cl, "ERROR", "25P02", msg);
+		cl->skip_until_sync = true;
+	}
+	buf_consume(&cl->c.in, f->len);
 	return true;
 }
 
@@ -1946,7 +1997,7 @@ skip_message(struct client *cl, const struct msg_frame *f)
 	if (f->type == 'S' && cl->skip_until_sync && !cl->srv) {
 		cl->skip_until_sync = false;
 		buf_consume(&cl->c.in, f->len);
-		send_ready(cl, 'I');
+		send_ready(cl, lazy_status(cl));
 		return true;
 	}
 	cl->skip_until_sync = false;
@@ -2016,7 +2067,8 @@ process_messages(struct client *cl)
 		}
 		if (!cl->srv && prepare_locally(cl, &f))
 			continue;
-		if (!cl->srv && (answer_from_cache(cl, &f) ||
+		if (!cl->srv && (answer_failed_block(cl, &f) ||
+				 answer_from_cache(cl, &f) ||
 				 answer_group_from_cache(cl, &f)))
 			continue;
 		if (!cl->srv && (cl->waiting || !pool_acquire(cl->pool, cl)))
@@ -2164,10 +2216,12 @@ drop_request(struct client *cl)
 {
 	struct msg_frame f;
 
+	if (cl->lazy_begin)	/* the block it was in has failed */
+		cl->lazy_failed = true;
 	while (next_message(cl, &f) > 0) {
 		buf_consume(&cl->c.in, f.len);
 		if (f.type == 'Q' || f.type == 'F' || f.type == 'S') {
-			send_ready(cl, 'I');
+			send_ready(cl, lazy_status(cl));
 			return;
 		}
 	}

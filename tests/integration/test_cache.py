@@ -607,3 +607,34 @@ def test_identical_concurrent_misses_run_once_upstream(cproxy, pg, uniq):
         assert 1 <= ran <= 2, f"{ran} upstream executions for {len(conns)} identical queries"
     finally:
         d.cursor().execute(f"DROP TABLE {uniq}")
+
+
+def test_session_characteristics_repeatable_read_is_never_served(cproxy, pg, table):
+    c, d = cproxy.connect(), pg.connect()
+    sql = f"SELECT v FROM {table} WHERE id = 9"
+    wait_cached(c, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 9")
+    c.cursor().execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    c.autocommit = False
+    cur = c.cursor()
+    cur.execute(sql)
+    assert cur.fetchone()[0] == one(d, sql)
+    cur.execute("SHOW transaction_isolation")
+    assert cur.fetchone()[0] == "repeatable read"
+    c.rollback()
+
+
+def test_pool_timeout_inside_a_lazy_block_fails_the_block(proxy, pg, table):
+    p = proxy(pool_mode="transaction", pool_size=1, extra=["--pool-timeout", "1s"])
+    holder = p.connect(autocommit=False)
+    holder.cursor().execute("SELECT pg_backend_pid()")  # holds the only backend
+    c = p.connect(autocommit=False)
+    cur = c.cursor()
+    with pytest.raises(psycopg2.Error):
+        cur.execute("SELECT pg_backend_pid()")  # BEGIN answered here; this one waits, then fails
+    assert c.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR
+    with pytest.raises(psycopg2.errors.InFailedSqlTransaction):
+        cur.execute("SELECT 1")
+    c.rollback()
+    holder.rollback()
+    assert one(c, "SELECT 2") == 2
+    c.rollback()
