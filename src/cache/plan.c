@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -79,6 +80,8 @@ struct rowinfo {
 };
 
 struct summary {
+	bool fallback;		/* a normalised text the parser rejected:
+				   plan the original instead */
 	struct summary *next;	/* hash chain */
 	struct summary *older;	/* FIFO towards the oldest */
 	struct summary *newer;
@@ -755,11 +758,211 @@ plan_from(struct plan_table *pt, const char *db, const struct summary *s,
 		p->n_inval = 0;
 }
 
+/* ---- numeric literals out of simple-protocol texts ----------------------- */
+
+enum { NORM_MAX_TEXT = 16384, NORM_MAX_LITS = 256 };
+
+static bool
+ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '_' || c == '$' ||
+	       (unsigned char)c >= 0x80;
+}
+
+/* End of the quoted run starting at t[i] (its opening quote q). */
+static size_t
+skip_quoted(const char *t, size_t len, size_t i, char q, bool backslash)
+{
+	for (i++; i < len; i++) {
+		if (backslash && t[i] == '\\' && i + 1 < len) {
+			i++;
+		} else if (t[i] == q) {
+			if (i + 1 < len && t[i + 1] == q)
+				i++;	/* doubled quote */
+			else
+				return i + 1;
+		}
+	}
+	return len;
+}
+
+/* $tag$ ... $tag$ starting at t[i], or 0 when t[i] starts none. */
+static size_t
+skip_dollar(const char *t, size_t len, size_t i)
+{
+	size_t j = i + 1, tag;
+
+	while (j < len && t[j] != '$' && ident_char(t[j]))
+		j++;
+	if (j >= len || t[j] != '$' || (j > i + 1 && t[i + 1] >= '0' &&
+					    t[i + 1] <= '9'))
+		return 0;
+	tag = j - i + 1;
+	for (j++; j + tag <= len; j++)
+		if (memcmp(t + j, t + i, tag) == 0)
+			return j + tag;
+	return len;
+}
+
+static size_t
+skip_comment(const char *t, size_t len, size_t i)
+{
+	int depth = 1;
+
+	for (i += 2; i < len && depth; i++) {
+		if (t[i] == '/' && i + 1 < len && t[i + 1] == '*')
+			depth++, i++;
+		else if (t[i] == '*' && i + 1 < len && t[i + 1] == '/')
+			depth--, i++;
+	}
+	return i;
+}
+
+/* Length of the numeric literal at t[i], or 0. */
+static size_t
+number_at(const char *t, size_t len, size_t i)
+{
+	size_t j = i;
+	bool digits = false;
+
+	while (j < len && t[j] >= '0' && t[j] <= '9')
+		j++, digits = true;
+	if (j < len && t[j] == '.' && !(j + 1 < len && t[j + 1] == '.')) {
+		j++;
+		while (j < len && t[j] >= '0' && t[j] <= '9')
+			j++, digits = true;
+	}
+	if (!digits)
+		return 0;
+	if (j < len && (t[j] == 'e' || t[j] == 'E')) {
+		size_t k = j + 1;
+
+		if (k < len && (t[k] == '+' || t[k] == '-'))
+			k++;
+		if (k < len && t[k] >= '0' && t[k] <= '9') {
+			while (k < len && t[k] >= '0' && t[k] <= '9')
+				k++;
+			j = k;
+		}
+	}
+	if (j < len && (ident_char(t[j]) || t[j] == '.'))
+		return (size_t)-1;	/* 123abc: leave the text alone */
+	return j - i;
+}
+
+struct normalised {
+	char text[NORM_MAX_TEXT + NORM_MAX_LITS * 4];
+	size_t len;
+	uint8_t params[NORM_MAX_TEXT + NORM_MAX_LITS * 4 + 4];
+	size_t params_len;
+	int nlits;
+};
+
+/*
+ * The text with each numeric literal replaced by $1, $2 ... and the
+ * literals as a Bind body (text format), so that texts differing only in
+ * their numbers share one parse.  Strings are left alone ('now' must stay
+ * visible).  False when nothing was replaced or the text does not lend
+ * itself (too long, positional parameters, odd numbers).
+ */
+static bool
+normalise(const char *t, size_t len, struct normalised *n)
+{
+	size_t i = 0, k, out = 0, p = 4;
+	char buf[16];
+	int w;
+
+	if (len > NORM_MAX_TEXT)
+		return false;
+	n->nlits = 0;
+	while (i < len) {
+		char c = t[i];
+		size_t from = i;
+
+		if (c == '\'' || c == '"') {
+			i = skip_quoted(t, len, i, c, false);
+		} else if ((c == 'e' || c == 'E') && i + 1 < len &&
+			   t[i + 1] == '\'' && (i == 0 || !ident_char(t[i - 1]))) {
+			i = skip_quoted(t, len, i + 1, '\'', true);
+		} else if (c == '-' && i + 1 < len && t[i + 1] == '-') {
+			while (i < len && t[i] != '\n')
+				i++;
+		} else if (c == '/' && i + 1 < len && t[i + 1] == '*') {
+			i = skip_comment(t, len, i);
+		} else if (c == '$') {
+			if (i + 1 < len && t[i + 1] >= '0' && t[i + 1] <= '9')
+				return false;	/* a $n already */
+			k = skip_dollar(t, len, i);
+			i = k ? k : i + 1;
+		} else if (ident_char(c) && !(c >= '0' && c <= '9')) {
+			while (i < len && ident_char(t[i]))
+				i++;
+		} else if ((c >= '0' && c <= '9') ||
+			   (c == '.' && i + 1 < len && t[i + 1] >= '0' &&
+			    t[i + 1] <= '9' && (i == 0 || !ident_char(t[i - 1])))) {
+			k = number_at(t, len, i);
+			if (k == (size_t)-1 || n->nlits == NORM_MAX_LITS)
+				return false;
+			w = snprintf(buf, sizeof(buf), "$%d", ++n->nlits);
+			memcpy(n->text + out, buf, (size_t)w);
+			out += (size_t)w;
+			n->params[p++] = (uint8_t)(k >> 24);
+			n->params[p++] = (uint8_t)(k >> 16);
+			n->params[p++] = (uint8_t)(k >> 8);
+			n->params[p++] = (uint8_t)k;
+			memcpy(n->params + p, t + i, k);
+			p += k;
+			i += k;
+			continue;
+		} else {
+			i++;
+		}
+		memcpy(n->text + out, t + from, i - from);
+		out += i - from;
+	}
+	if (!n->nlits)
+		return false;
+	n->len = out;
+	n->params[0] = 0;	/* no format codes: all text */
+	n->params[1] = 0;
+	n->params[2] = (uint8_t)(n->nlits >> 8);
+	n->params[3] = (uint8_t)n->nlits;
+	n->params_len = p;
+	return true;
+}
+
+static void plan_text(struct plan_table *pt, const char *db, const char *text,
+		      size_t len, const struct params *pp, bool normalised,
+		      struct plan *out, bool *fallback);
+
 void
 plan_make(struct plan_table *pt, const char *db, const char *text,
 	  size_t len, const uint8_t *bind, size_t bind_len, struct plan *out)
 {
+	static _Thread_local struct normalised n;
 	struct params pp = { .p = bind, .len = bind_len };
+	bool fallback = false;
+
+	if (!bind && normalise(text, len, &n)) {
+		pp.p = n.params;
+		pp.len = n.params_len;
+		plan_text(pt, db, n.text, n.len, &pp, true, out, &fallback);
+		if (!fallback)
+			return;
+		pp.p = NULL;
+		pp.len = 0;
+	}
+	plan_text(pt, db, text, len, &pp, false, out, &fallback);
+}
+
+/* Plan from the summary of 'text' (normalised or as sent). */
+static void
+plan_text(struct plan_table *pt, const char *db, const char *text,
+	  size_t len, const struct params *ppa, bool normalised,
+	  struct plan *out, bool *fallback)
+{
+	struct params pp = *ppa;
 	uint64_t h = XXH3_64bits(text, len);
 	struct plan_shard *sh = &pt->shards[h % PLAN_SHARDS];
 	size_t b = (size_t)(h / PLAN_SHARDS) % PLAN_BUCKETS;
@@ -769,7 +972,9 @@ plan_make(struct plan_table *pt, const char *db, const char *text,
 	for (s = sh->buckets[b]; s; s = s->next)
 		if (s->hash == h && s->len == len &&
 		    memcmp(s->text, text, len) == 0) {
-			plan_from(pt, db, s, &pp, out);
+			*fallback = s->fallback;
+			if (!s->fallback)
+				plan_from(pt, db, s, &pp, out);
 			pthread_mutex_unlock(&sh->lock);
 			return;
 		}
@@ -781,7 +986,10 @@ plan_make(struct plan_table *pt, const char *db, const char *text,
 		conservative(out);
 		return;
 	}
-	plan_from(pt, db, s, &pp, out);
+	/* "SET x = $1" and the like do not parse: remember to use the text */
+	s->fallback = *fallback = normalised && s->base == BASE_BAD;
+	if (!s->fallback)
+		plan_from(pt, db, s, &pp, out);
 	if (len > MAX_TEXT || s->bytes > sh->max_bytes / 4) {
 		summary_free(s);
 		return;
