@@ -102,7 +102,7 @@ clean:
 #                    run over its committed corpus (no libFuzzer needed)
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl
+FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl fuzz_analysis
 FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -Isrc -Itests/fuzz $(PKG_CFLAGS)

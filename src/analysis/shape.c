@@ -328,7 +328,8 @@ add_func_name(struct walk *w, PgQuery__Node *const *names, size_t n,
 	w->st->has_volatile_func |= vol;
 	for (i = w->st->funcs_first; i < w->b->funcs.n; i++) {
 		f = SHAPE_AT(w->b->funcs, struct analysis_func, i);
-		if (strcmp(f->schema, schema) == 0 && strcmp(f->name, name) == 0) {
+		if (strcmp(f->schema, schema) == 0 &&
+		    strcmp(f->name, name) == 0) {
 			f->known_volatile |= vol;
 			return;
 		}
@@ -533,8 +534,9 @@ walk_drop(struct walk *w, const PgQuery__DropStmt *d)
 		    !(l = d->objects[i]->list) || l->n_items == 0)
 			continue;
 		name = shape_node_str(l->items[l->n_items - 1]);
-		schema = l->n_items >= 2 ? shape_node_str(l->items[l->n_items - 2])
-					 : "";
+		schema = "";
+		if (l->n_items >= 2)
+			schema = shape_node_str(l->items[l->n_items - 2]);
 		if (!name || !schema)
 			continue;
 		rv.schemaname = (char *)schema;
@@ -989,23 +991,29 @@ finish(struct shape_build *b, struct analysis *a)
  *   depth or at the ')' that closes its depth (reaching further only
  *   overestimates).
  *
- * - Depth.  Its serialiser and protobuf-c's unpacker recurse once per
- *   tree level without a stack check, and left-deep chains are not
- *   bounded by the grammar: "SELECT 1+1+...+1" of 100 KB overflows an
- *   8 MB stack.  The depth is at most the sum, over the open brackets, of
- *   the tokens since the last ',', AND, OR or ';' at that bracket level
- *   (no chain of operators crosses them), plus the UNION/INTERSECT/EXCEPT
- *   and JOIN keywords at that level, whose chains do cross them.
+ * - Depth.  Its serialiser and protobuf-c's unpacker (about 0.9 KB of
+ *   stack a level) recurse once per tree level without a stack check,
+ *   and left-deep chains are not bounded by the grammar: "SELECT
+ *   1+1+...+1" of 100 KB overflows an 8 MB stack.  The depth of a
+ *   bracketed level ((), [] or CASE ... END) is bounded by its set
+ *   operations and joins (left-deep chains of whole clauses) plus its
+ *   deepest segment, a segment being what lies between ',', AND, OR,
+ *   WHEN, THEN, ELSE, ';' or those keywords (no operator chain crosses
+ *   them): its tokens plus the depth of its deepest closed sub-level.
+ *   A unit of that bound is at most three tree levels ("(SELECT" is six).
  */
 enum {
 	SHAPE_COPY_BUDGET = 100000,	/* extra tokens: about 0.1 s */
-	SHAPE_DEPTH_BUDGET = 3000,	/* ~3 tree levels each, ~0.5 KB a level */
+	SHAPE_DEPTH_BUDGET = 1000,	/* about 3000 levels, 3 MB of stack */
 };
 
 struct scan_level {
+	size_t seg;		/* tokens of the current segment */
+	size_t inner;		/* deepest sub-level closed in it */
+	size_t segmax;		/* deepest segment so far */
+	size_t chains;		/* UNION/INTERSECT/EXCEPT/JOIN */
 	size_t commas;		/* directly at this level */
-	size_t seg;		/* bracket + tokens since the last , AND OR ; */
-	size_t chains;		/* set operations and joins */
+	bool is_case;		/* opened by CASE, closed by END */
 	bool after_set;		/* '(' right after SET or ',' */
 };
 
@@ -1019,7 +1027,8 @@ struct text_scan {
 	size_t n_tok;
 	struct scan_level *lv;	/* lv[0] is outside any bracket */
 	struct copy_mult *mult;	/* active assignments, innermost last */
-	size_t depth, n_mult, copies, tree;	/* tree: sum of seg + chains */
+	size_t depth, n_mult, copies;
+	bool too_deep;
 };
 
 static bool
@@ -1056,43 +1065,56 @@ copy_start(struct text_scan *s, const struct scan_level *closed, size_t i)
 	s->mult[s->n_mult++].weight = w;
 }
 
+/* The depth bound of a level (the bracket itself included). */
+static size_t
+level_depth(const struct scan_level *l)
+{
+	return l->chains + l->segmax + 1;
+}
+
 static void
-scan_open(struct text_scan *s, int prev, bool paren)
+level_update(struct text_scan *s, struct scan_level *l)
+{
+	if (l->seg + l->inner > l->segmax)
+		l->segmax = l->seg + l->inner;
+	if (level_depth(l) > SHAPE_DEPTH_BUDGET)
+		s->too_deep = true;
+}
+
+static void
+scan_open(struct text_scan *s, int prev, int tok)
 {
 	struct scan_level *l = &s->lv[++s->depth];
 
 	memset(l, 0, sizeof(*l));
-	l->seg = 1;		/* the bracket: a level costs at least one */
-	s->tree++;
-	l->after_set = paren && (prev == PG_QUERY__TOKEN__SET ||
-				 prev == PG_QUERY__TOKEN__ASCII_44);
+	l->is_case = tok == PG_QUERY__TOKEN__CASE;
+	l->after_set = tok == PG_QUERY__TOKEN__ASCII_40 &&
+		       (prev == PG_QUERY__TOKEN__SET ||
+			prev == PG_QUERY__TOKEN__ASCII_44);
 }
 
+/* Close the top level; it counts as one deep token of its parent. */
 static void
 scan_close(struct text_scan *s, size_t i)
 {
-	struct scan_level closed;
+	struct scan_level closed = s->lv[s->depth];
+	struct scan_level *parent = &s->lv[--s->depth];
 
-	if (s->depth == 0)
-		return;		/* unbalanced: the parser will refuse it */
-	closed = s->lv[s->depth--];
-	s->tree -= closed.seg + closed.chains;
+	if (level_depth(&closed) > parent->inner)
+		parent->inner = level_depth(&closed);
+	level_update(s, parent);
 	copy_end(s, s->depth + 1);
 	copy_start(s, &closed, i);
 }
 
-/* Cut the operator chains at this level; 'all' also the set operations. */
+/* Start a new segment; 'all' (';') also ends the chains. */
 static void
-scan_cut(struct text_scan *s, bool all)
+scan_cut(struct scan_level *l, bool all)
 {
-	struct scan_level *l = &s->lv[s->depth];
-
-	s->tree -= l->seg - (s->depth > 0);
-	l->seg = s->depth > 0;
-	if (all) {
-		s->tree -= l->chains;
+	l->seg = 0;
+	l->inner = 0;
+	if (all)
 		l->chains = 0;
-	}
 }
 
 static void
@@ -1103,35 +1125,51 @@ scan_token(struct text_scan *s, size_t i, int tok, int prev)
 	switch (tok) {
 	case PG_QUERY__TOKEN__ASCII_40:	/* ( */
 	case PG_QUERY__TOKEN__ASCII_91:	/* [ */
-		scan_open(s, prev, tok == PG_QUERY__TOKEN__ASCII_40);
-		break;
+	case PG_QUERY__TOKEN__CASE:
+		scan_open(s, prev, tok);
+		return;
 	case PG_QUERY__TOKEN__ASCII_41:	/* ) */
 	case PG_QUERY__TOKEN__ASCII_93:	/* ] */
-		scan_close(s, i);
+		while (s->depth > 0 && s->lv[s->depth].is_case)
+			scan_close(s, i);	/* an unclosed CASE: invalid */
+		if (s->depth > 0)
+			scan_close(s, i);
+		return;
+	case PG_QUERY__TOKEN__END_P:	/* also COMMIT, BEGIN ATOMIC's end */
+		if (l->is_case) {
+			scan_close(s, i);
+			return;
+		}
 		break;
 	case PG_QUERY__TOKEN__ASCII_44:	/* , */
 		l->commas++;
 		copy_end(s, s->depth);
-		scan_cut(s, false);
-		break;
+		scan_cut(l, false);
+		return;
 	case PG_QUERY__TOKEN__ASCII_59:	/* ; (also inside CREATE RULE) */
 		copy_end(s, s->depth);
-		scan_cut(s, true);
-		break;
+		scan_cut(l, true);
+		return;
 	case PG_QUERY__TOKEN__AND:
 	case PG_QUERY__TOKEN__OR:
-		scan_cut(s, false);
-		break;
+	case PG_QUERY__TOKEN__WHEN:
+	case PG_QUERY__TOKEN__THEN:
+	case PG_QUERY__TOKEN__ELSE:
+		scan_cut(l, false);
+		return;
 	case PG_QUERY__TOKEN__UNION:
 	case PG_QUERY__TOKEN__INTERSECT:
 	case PG_QUERY__TOKEN__EXCEPT:
 	case PG_QUERY__TOKEN__JOIN:
-		l->chains++, s->tree++;
-		break;
+		l->chains++;
+		scan_cut(l, false);
+		level_update(s, l);
+		return;
 	default:
-		l->seg++, s->tree++;
 		break;
 	}
+	l->seg++;
+	level_update(s, l);
 }
 
 static bool
@@ -1147,7 +1185,7 @@ scan_walk(struct text_scan *s)
 		scan_token(s, i, tok, prev);
 		if (s->n_mult > 0)
 			s->copies += s->mult[s->n_mult - 1].weight - 1;
-		if (s->copies > SHAPE_COPY_BUDGET || s->tree > SHAPE_DEPTH_BUDGET)
+		if (s->copies > SHAPE_COPY_BUDGET || s->too_deep)
 			return true;
 		prev = tok;
 	}

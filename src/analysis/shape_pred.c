@@ -190,7 +190,8 @@ pval_const(const PgQuery__AConst *c, struct pval *v)
 	v->kind = ANALYSIS_VALUE_CONST;
 	switch (c->val_case) {
 	case PG_QUERY__A__CONST__VAL_IVAL:
-		snprintf(v->num, sizeof(v->num), "%d", c->ival ? c->ival->ival : 0);
+		snprintf(v->num, sizeof(v->num), "%d",
+			 c->ival ? c->ival->ival : 0);
 		v->text = v->num, v->ctype = ANALYSIS_CONST_INT;
 		break;
 	case PG_QUERY__A__CONST__VAL_FVAL:
@@ -585,7 +586,8 @@ push_any(struct shape_build *b, const PgQuery__Node *n)
 					 n->a_array_expr->n_elements);
 		case PG_QUERY__NODE__NODE_A_CONST:
 			if (!n->a_const || n->a_const->isnull ||
-			    n->a_const->val_case != PG_QUERY__A__CONST__VAL_SVAL ||
+			    n->a_const->val_case !=
+				    PG_QUERY__A__CONST__VAL_SVAL ||
 			    !n->a_const->sval || !n->a_const->sval->sval)
 				return push_other(b);
 			return push_array_literal(b, n->a_const->sval->sval);
@@ -806,7 +808,8 @@ set_source(const PgQuery__ResTarget *rt)
 	const PgQuery__MultiAssignRef *m;
 	const PgQuery__RowExpr *row;
 
-	if (!rt->val || rt->val->node_case != PG_QUERY__NODE__NODE_MULTI_ASSIGN_REF)
+	if (!rt->val ||
+	    rt->val->node_case != PG_QUERY__NODE__NODE_MULTI_ASSIGN_REF)
 		return rt->val;
 	m = rt->val->multi_assign_ref;
 	if (!m || !m->source ||

@@ -28,8 +28,25 @@ def wait_no_sleepers(pg, pattern="pg_sleep(30)", timeout=5.0):
     return False
 
 
-def cancel_later(conn, delay=0.5):
-    t = threading.Timer(delay, conn.cancel)
+def cancel_later(conn, delay=0.5, pg=None, query="pg_sleep(30)"):
+    """Cancel conn's query after `delay`; with `pg`, only once Postgres shows
+    the query running (a loaded box can take longer than `delay` to get it there)."""
+    def fire():
+        if pg is not None:
+            d = pg.connect()
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    cur = d.cursor()
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                "AND query LIKE %s AND pid <> pg_backend_pid()", (f"%{query}%",))
+                    if cur.fetchone()[0]:
+                        break
+                    time.sleep(0.02)
+            finally:
+                d.close()
+        conn.cancel()
+    t = threading.Timer(delay, fire)
     t.start()
     return t
 
@@ -40,7 +57,7 @@ def test_psycopg2_cancel_long_query(proxy, mode, pg):
     other = p.connect()  # another client, must be unaffected
     cur = conn.cursor()
     t0 = time.monotonic()
-    t = cancel_later(conn)
+    t = cancel_later(conn, pg=pg)
     with pytest.raises(psycopg2.errors.QueryCanceled) as ei:
         cur.execute("SELECT pg_sleep(30)")
     t.join()
@@ -61,7 +78,7 @@ def test_psycopg2_cancel_inside_transaction(proxy, mode, pg):
     conn = p.connect(autocommit=False)
     cur = conn.cursor()
     cur.execute("SELECT 1")
-    t = cancel_later(conn)
+    t = cancel_later(conn, pg=pg)
     with pytest.raises(psycopg2.errors.QueryCanceled):
         cur.execute("SELECT pg_sleep(30)")
     t.join()
@@ -87,7 +104,7 @@ def test_cancel_hits_only_its_own_query(proxy, mode, pg):
 
     tb = threading.Thread(target=run_b)
     tb.start()
-    t = cancel_later(a, 0.4)
+    t = cancel_later(a, 0.4, pg=pg)
     with pytest.raises(psycopg2.errors.QueryCanceled):
         a.cursor().execute("SELECT pg_sleep(30)")
     t.join()

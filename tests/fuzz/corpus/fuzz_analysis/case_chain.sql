@@ -1,0 +1,1 @@
+UPDATE t SET x = CASE WHEN id = 1 THEN 'a' WHEN id = 2 THEN 'b' ELSE x END WHERE id IN (1, 2)

@@ -1,0 +1,2 @@
+/* leading */ -- line
+ ; ; SELECT 1 /* nested /* c */ */;

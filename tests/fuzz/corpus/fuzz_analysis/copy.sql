@@ -1,0 +1,1 @@
+COPY t (a, b) FROM STDIN WITH (FORMAT csv); COPY (SELECT * FROM t) TO STDOUT; COPY t TO '/tmp/x'; COPY t FROM PROGRAM 'cat'

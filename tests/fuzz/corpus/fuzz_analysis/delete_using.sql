@@ -1,0 +1,1 @@
+DELETE FROM ONLY t USING u WHERE t.id = u.tid AND u.k IN (1, 2) RETURNING t.id

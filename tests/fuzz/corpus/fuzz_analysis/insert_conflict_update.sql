@@ -1,0 +1,1 @@
+INSERT INTO t AS x (a, b) VALUES ($1, $2) ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b, c = x.c + 1 WHERE x.a < 10

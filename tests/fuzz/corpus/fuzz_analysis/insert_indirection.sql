@@ -1,0 +1,1 @@
+INSERT INTO t (a[1], b.f) VALUES (1, 2)

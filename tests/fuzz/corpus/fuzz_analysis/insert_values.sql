@@ -1,0 +1,1 @@
+INSERT INTO t (a, b, c) VALUES (1, DEFAULT, NULL), ($1, $2, now()), (-1.5, 'x''y', '5'::int) RETURNING id

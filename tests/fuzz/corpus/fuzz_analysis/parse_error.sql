@@ -1,0 +1,1 @@
+SELECT * FRM t WHERE

@@ -1,0 +1,1 @@
+SELECT * FROM t AS x(a, b) WHERE a = 1 AND x.b = 2

@@ -1,0 +1,1 @@
+SELECT c.relname FROM pg_catalog.pg_class c JOIN information_schema.tables t ON true, pg_temp.scratch s

@@ -1,0 +1,1 @@
+SELECT * FROM my_func(1, 'a') AS f(a int), generate_series(1, 3) g, LATERAL unnest(ARRAY[1,2]) u

@@ -1,0 +1,1 @@
+SELECT * FROM t WHERE id IN (1, -2, 'x', $3) AND k = ANY($1) AND j = ANY('{1,2,NULL}'::int[])

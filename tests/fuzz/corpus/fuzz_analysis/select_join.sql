@@ -1,0 +1,1 @@
+SELECT a.*, b.x FROM a JOIN b ON a.id = b.aid LEFT JOIN s.c c USING (id) WHERE a.id = 1 AND b.k = 'v'

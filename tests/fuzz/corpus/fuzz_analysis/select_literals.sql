@@ -1,0 +1,1 @@
+SELECT * FROM t WHERE a = -5 AND b = -(-7) AND c = 9223372036854775807 AND d = 0042 AND e = 1.5e3 AND f = true AND g = B'101' AND h = X'1F' AND i = $$it's$$ AND j = U&'d\0061t' AND k = NULL

@@ -1,0 +1,1 @@
+SELECT (SELECT max(x) FROM b), * FROM a WHERE id IN (SELECT aid FROM c WHERE EXISTS (SELECT 1 FROM d)) AND a.k = E'a\'b'

@@ -1,0 +1,1 @@
+SELECT nextval('s'), random(), now(), CURRENT_TIMESTAMP, 'now'::timestamptz, age(ts) FROM t TABLESAMPLE BERNOULLI (5)

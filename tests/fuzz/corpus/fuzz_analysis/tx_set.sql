@@ -1,0 +1,1 @@
+SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED; SET default_transaction_isolation = 'repeatable read'; SET transaction_isolation TO 'serializable'

@@ -1,0 +1,1 @@
+UPDATE t AS x SET a = u.a FROM u WHERE x.id = u.id AND x.id = $1

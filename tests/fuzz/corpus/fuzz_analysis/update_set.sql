@@ -1,0 +1,1 @@
+UPDATE t SET a = 1, b = $1, c = DEFAULT, (d, e) = (2, 3), f[2] = 4, g = g + 1 WHERE id = 7 RETURNING *
