@@ -1,13 +1,17 @@
 #!/usr/bin/python3
-"""pgbench: direct Postgres vs PgBouncer vs pgvalet, in one run.
+"""pgbench: direct Postgres vs PgBouncer vs pgvalet (vs pgpool-II), in one run.
 
 Starts a throwaway Postgres cluster, loads `pgbench -i -s 10`, starts PgBouncer
 and pgvalet with the same pool mode and pool size in front of it, then runs
-pgbench against each target, interleaved row by row, and prints one table.
-The results also go to bench/results/<date>-proxy.csv.
+pgbench against each target, interleaved row by row, and prints the proxy
+table (bench/results/<date>-proxy.csv).  Then the result-cache table: hot
+point SELECTs (alone and in BEGIN/ROLLBACK) through direct, PgBouncer,
+pgpool-II with its query cache and pgvalet with its cache, and a miss workload
+through pgvalet with the cache on and off (bench/results/<date>-cache.csv).
+`--only proxy` / `--only cache` runs one table.
 
-Everything it starts (Postgres, PgBouncer, pgvalet, pgbench) and every temp
-directory it makes is removed at exit, also on Ctrl-C, SIGTERM or failure.
+Everything it starts (Postgres, PgBouncer, pgpool, pgvalet, pgbench) and every
+temp directory it makes is removed at exit, also on Ctrl-C, SIGTERM or failure.
 
 Run with /usr/bin/python3 (Debian's), e.g.
     /usr/bin/python3 bench/run.py --binary build/pgvalet --duration 5
@@ -38,10 +42,36 @@ PASSWORD = "pgvalet-pass"
 DB = "pgvalet"
 MIN_MAX_CONNECTIONS = 200
 
-TARGETS = ("direct", "pgbouncer", "pgvalet")
+TARGETS = ("direct", "pgbouncer", "pgvalet")  # the proxy table
 MODES = ("simple", "extended", "prepared")
 WORKLOADS = (("select", ["-S"]), ("tpcb", []))  # builtin select-only, tpcb-like
 ROWS = [(f"{w}-{m}", w, m, wargs) for w, wargs in WORKLOADS for m in MODES]
+
+# The result-cache table.  hot-select and tx-select run against CACHE_TARGETS;
+# miss runs against pgvalet with its cache on and with --cache-size 0.
+CACHE_TARGETS = ("direct", "pgbouncer", "pgpool", "pgvalet")
+ALL_TARGETS = ("direct", "pgbouncer", "pgpool", "pgvalet")
+MISS_TARGETS = ("pgvalet", "pgvalet-nocache")
+CACHE_WORKLOADS = ("hot-select", "tx-select", "miss")
+CACHE_ROWS = [(f"{w}-{m}", w, m) for w in CACHE_WORKLOADS for m in MODES]
+CACHE_WARMUP = 2  # seconds of unrecorded warm-up before every cache-table cell
+SECTIONS = ("proxy", "cache")
+
+
+def cache_script(workload, scale):
+    """pgbench custom script text for a cache-table workload."""
+    if workload == "hot-select":  # hot point SELECTs on 1,000 rows
+        return ("\\set aid random(1, 1000)\n"
+                "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n")
+    if workload == "tx-select":  # the same, in a BEGIN ... ROLLBACK block
+        return ("\\set aid random(1, 1000)\n"
+                "BEGIN;\n"
+                "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+                "ROLLBACK;\n")
+    if workload == "miss":  # point SELECTs over all rows: mostly first-time keys
+        return (f"\\set aid random(1, {100000 * scale})\n"
+                "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n")
+    raise ValueError(workload)
 
 
 def log(msg):
@@ -378,10 +408,136 @@ stats_period = 60
 
 
 # --------------------------------------------------------------------------
+# pgpool-II, with its in-memory query cache (the other caching proxy)
+
+def pgpool_binary():
+    return shutil.which("pgpool") or (
+        "/usr/sbin/pgpool" if os.access("/usr/sbin/pgpool", os.X_OK) else None)
+
+
+def pgpool_version(binary):
+    try:
+        p = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                           timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    m = re.search(r"pgpool-II version (\S+)", p.stdout + p.stderr)
+    return f"pgpool-II {m.group(1)}" if m else ""
+
+
+def start_pgpool(base, pg_port, clients):
+    """pgpool-II in raw mode in front of the one Postgres, query cache in shmem.
+
+    Clients log in with SCRAM (pool_hba.conf); pgpool logs in to Postgres with
+    SCRAM too, from the plain-text password in pool_passwd.  One pgpool child
+    serves one client, so num_init_children is the client count plus spares.
+    Runs as `postgres` when we are root, in the foreground (-n), in its own
+    session so stop_process() reaches its children.
+    """
+    binary = pgpool_binary()
+    if binary is None:
+        raise RuntimeError("pgpool not found (apt-get install pgpool2)")
+    vstr = pgpool_version(binary)
+    d = os.path.join(base, "pgpool")
+    os.mkdir(d, 0o700)
+    os.mkdir(os.path.join(d, "oiddir"), 0o700)
+    as_pg = run_as_kwargs("postgres")
+    port, pcp_port = free_port(), free_port()
+    conf = f"""# bench/run.py: throwaway pgpool-II
+backend_clustering_mode = 'raw'
+listen_addresses = '127.0.0.1'
+port = {port}
+socket_dir = '{d}'
+pcp_listen_addresses = ''
+pcp_port = {pcp_port}
+pcp_socket_dir = '{d}'
+wd_ipc_socket_dir = '{d}'
+use_watchdog = off
+backend_hostname0 = '127.0.0.1'
+backend_port0 = {pg_port}
+backend_weight0 = 1
+backend_flag0 = 'ALWAYS_PRIMARY'
+enable_pool_hba = on
+pool_passwd = '{d}/pool_passwd'
+allow_clear_text_frontend_auth = off
+num_init_children = {clients + 4}
+max_pool = 1
+reserved_connections = 0
+connection_cache = on
+load_balance_mode = off
+failover_on_backend_error = off
+health_check_period = 0
+sr_check_period = 0
+log_destination = 'stderr'
+logging_collector = off
+log_connections = off
+log_statement = off
+pid_file_name = '{d}/pgpool.pid'
+logdir = '{d}'
+memory_cache_enabled = on
+memqcache_method = 'shmem'
+memqcache_total_size = 64MB
+memqcache_expire = 0
+memqcache_auto_cache_invalidation = on
+memqcache_oiddir = '{d}/oiddir'
+"""
+    files = {"pgpool.conf": conf,
+             "pool_hba.conf": "host all all 127.0.0.1/32 scram-sha-256\n",
+             "pool_passwd": f"{USER}:TEXT{PASSWORD}\n",
+             "pcp.conf": ""}
+    for fn, text in files.items():
+        path = os.path.join(d, fn)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+    if as_pg:
+        for root, dirs, fns in os.walk(d):
+            os.chown(root, as_pg["user"], as_pg["group"])
+            for fn in fns:
+                os.chown(os.path.join(root, fn), as_pg["user"], as_pg["group"])
+    cmd = [binary, "-n", "-D", "-f", os.path.join(d, "pgpool.conf"),
+           "-F", os.path.join(d, "pcp.conf"), "-a", os.path.join(d, "pool_hba.conf")]
+    log("pgpool: " + " ".join(cmd))
+    errpath = os.path.join(d, "stderr.log")
+    errf = open(errpath, "w")
+    if as_pg:
+        os.chown(errpath, as_pg["user"], as_pg["group"])
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errf,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=d, **as_pg)
+    except OSError as e:
+        errf.close()
+        raise RuntimeError(f"cannot exec {binary}: {e}")
+    errf.close()
+    # SIGINT = fast shutdown (SIGTERM would wait for clients to leave)
+    CLEANUP.add("pgpool", lambda: stop_process(proc, "pgpool", signal.SIGINT, 20))
+    try:
+        wait_ready(port, proc, "pgpool", timeout=30)
+    except RuntimeError as e:
+        stop_process(proc, "pgpool", signal.SIGINT, 20)
+        raise RuntimeError(f"{e}\n--- pgpool output ---\n{tail(errpath)}")
+    return port, proc, errpath, vstr
+
+
+def pgpool_cache_stats(port):
+    """SHOW POOL_CACHE through pgpool: (hits, selects that missed, ratio) or None."""
+    rc, out, _err = psql(port, "SHOW POOL_CACHE", timeout=10)
+    if rc != 0 or not out:
+        return None
+    f = out.splitlines()[0].split("|")
+    try:
+        return int(f[0]), int(f[1]), float(f[2])
+    except (IndexError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------
 # pgvalet
 
-def start_pgvalet(base, binary, pg_port, pool_mode, pool_size, workers, extra):
-    d = os.path.join(base, "pgvalet")
+def start_pgvalet(base, binary, pg_port, pool_mode, pool_size, workers, extra,
+                  name="pgvalet"):
+    d = os.path.join(base, name)
     os.mkdir(d)
     port = free_port()
     cmd = [binary,
@@ -391,7 +547,7 @@ def start_pgvalet(base, binary, pg_port, pool_mode, pool_size, workers, extra):
     if workers is not None:
         cmd += ["--workers", str(workers)]
     cmd += extra
-    log("pgvalet: " + " ".join(cmd))
+    log(f"{name}: " + " ".join(cmd))
     errpath = os.path.join(d, "stderr.log")
     errf = open(errpath, "w")
     try:
@@ -402,11 +558,11 @@ def start_pgvalet(base, binary, pg_port, pool_mode, pool_size, workers, extra):
         errf.close()
         raise RuntimeError(f"cannot exec {binary}: {e}")
     errf.close()
-    CLEANUP.add("pgvalet", lambda: stop_process(proc, "pgvalet", signal.SIGTERM))
+    CLEANUP.add(name, lambda: stop_process(proc, name, signal.SIGTERM))
     try:
-        wait_ready(port, proc, "pgvalet", timeout=20)
+        wait_ready(port, proc, name, timeout=20)
     except RuntimeError as e:
-        stop_process(proc, "pgvalet")
+        stop_process(proc, name)
         out = tail(errpath)
         raise RuntimeError(f"{e}" + (f"\n--- pgvalet output ---\n{out}" if out else
                                      "\n(pgvalet printed nothing)"))
@@ -469,22 +625,42 @@ def fmt_ratio(a, b):
 
 
 def select_rows(only):
+    """--only: returns (proxy rows, cache rows) to run.
+
+    Words: a section (`proxy`, `cache`), a row name (`select-simple`,
+    `hot-select-prepared`), a workload (`select`, `tpcb`, `hot-select`,
+    `tx-select`, `miss`) or a mode (`simple`, `extended`, `prepared`).
+    Section words pick whole tables; the other words pick rows (any match) in
+    the picked tables, or in both when no section is named.
+    """
     if not only:
-        return ROWS
+        return list(ROWS), list(CACHE_ROWS)
     want = [w.strip() for w in only.split(",") if w.strip()]
-    rows = [r for r in ROWS
-            if any(w in (r[0], r[1], r[2]) for w in want)]
-    unknown = [w for w in want
-               if not any(w in (r[0], r[1], r[2]) for r in ROWS)]
+    sections = [w for w in want if w in SECTIONS] or list(SECTIONS)
+    words = [w for w in want if w not in SECTIONS]
+    proxy_keys = [(r[0], r[1], r[2]) for r in ROWS]
+    cache_keys = [(r[0], r[1], r[2]) for r in CACHE_ROWS]
+    unknown = [w for w in words
+               if not any(w in k for k in proxy_keys + cache_keys)]
     if unknown:
-        sys.exit(f"--only: unknown row(s) {unknown}; rows are "
-                 f"{', '.join(r[0] for r in ROWS)} (or a mode / workload name)")
-    return rows
+        sys.exit(f"--only: unknown row(s) {unknown}; choose sections "
+                 f"{', '.join(SECTIONS)}, rows {', '.join(r[0] for r in ROWS)}, "
+                 f"{', '.join(r[0] for r in CACHE_ROWS)} (or a mode / workload name)")
+
+    def pick(rows):
+        return [r for r in rows if not words or any(w in (r[0], r[1], r[2])
+                                                    for w in words)]
+    proxy = pick(ROWS) if "proxy" in sections else []
+    cache = pick(CACHE_ROWS) if "cache" in sections else []
+    if not proxy and not cache:
+        sys.exit(f"--only {only}: selects no rows")
+    return proxy, cache
 
 
 def parse_args():
     ap = argparse.ArgumentParser(
-        description="pgbench through direct Postgres, PgBouncer and pgvalet")
+        description="pgbench through direct Postgres, PgBouncer, pgpool-II and pgvalet: "
+                    "a proxy table and a result-cache table")
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "pgvalet"),
                     help="pgvalet binary (default build/pgvalet)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per pgbench run (-T)")
@@ -495,62 +671,94 @@ def parse_args():
                     default="transaction")
     ap.add_argument("--pool-size", type=int, default=20)
     ap.add_argument("--only", default="",
-                    help="comma list of rows (select-simple, tpcb-prepared, ...), "
-                         "modes (simple, extended, prepared) or workloads (select, tpcb)")
-    ap.add_argument("--targets", default=",".join(TARGETS),
-                    help="comma list out of direct,pgbouncer,pgvalet")
+                    help="comma list of tables (proxy, cache), rows (select-simple, "
+                         "tpcb-prepared, hot-select-simple, miss-extended, ...), "
+                         "modes (simple, extended, prepared) or workloads (select, tpcb, "
+                         "hot-select, tx-select, miss); default: everything")
+    ap.add_argument("--targets", default=",".join(ALL_TARGETS),
+                    help="comma list out of direct,pgbouncer,pgpool,pgvalet "
+                         "(pgpool is in the cache table only)")
     ap.add_argument("--workers", type=int, default=None, help="passed to pgvalet --workers")
     ap.add_argument("--extra-args", default="",
                     help="extra pgvalet arguments, one shell-quoted string")
     ap.add_argument("--results-dir", default=os.path.join(HERE, "results"))
     ap.add_argument("--own-cluster", action="store_true",
                     help="start Postgres here instead of via scripts/pg-cluster")
-    ap.add_argument("--no-csv", action="store_true", help="do not write the CSV")
+    ap.add_argument("--no-csv", action="store_true", help="do not write the CSVs")
     a = ap.parse_args()
-    a.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
-    bad = [t for t in a.targets if t not in TARGETS]
-    if bad or not a.targets:
-        ap.error(f"--targets: unknown {bad}; choose from {','.join(TARGETS)}")
-    a.targets = [t for t in TARGETS if t in a.targets]  # fixed order
-    a.rows = select_rows(a.only)
+    want = [t.strip() for t in a.targets.split(",") if t.strip()]
+    bad = [t for t in want if t not in ALL_TARGETS]
+    if bad or not want:
+        ap.error(f"--targets: unknown {bad}; choose from {','.join(ALL_TARGETS)}")
+    a.targets = [t for t in TARGETS if t in want]  # proxy table, fixed order
+    a.cache_targets = [t for t in CACHE_TARGETS if t in want]
+    a.rows, a.cache_rows = select_rows(a.only)
+    if a.rows and not a.targets:
+        log("--targets names no proxy-table target; skipping the proxy table")
+        a.rows = []
+    if a.cache_rows and not a.cache_targets:
+        a.cache_rows = []
+    if "pgvalet" not in a.cache_targets:
+        a.cache_rows = [r for r in a.cache_rows if r[1] != "miss"]
+    if not a.rows and not a.cache_rows:
+        ap.error("nothing to run with these --only / --targets")
     import shlex
     a.extra = shlex.split(a.extra_args)
     return a
 
 
-def main():
-    a = parse_args()
-    for tool in ("pgbench", "psql"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} not found (apt-get install postgresql-client-15)")
-    started = datetime.datetime.now()
-    mach = machine_info()
-    base = make_tempdir("pgvalet-bench-", owner="postgres")
-    os.chmod(base, 0o711)
+def print_table(header, table):
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    line = "  ".join(h.rjust(w) if i else h.ljust(w)
+                     for i, (h, w) in enumerate(zip(header, widths)))
+    print(line)
+    print("-" * len(line))
+    for row in table:
+        print("  ".join(c.rjust(w) if i else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))))
 
-    pg_port = start_cluster(base, own=a.own_cluster)
-    log(f"pgbench -i -s {a.scale}")
-    p = subprocess.run(["pgbench", "-i", "-q", "-s", str(a.scale), "-h", "127.0.0.1",
-                        "-p", str(pg_port), "-U", USER, DB],
-                       env=pg_env(), capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"pgbench -i failed: {p.stderr.strip()[-1000:]}")
 
-    ports = {}
-    notes = {t: "" for t in TARGETS}
-    if "direct" in a.targets:
-        ports["direct"] = pg_port
-    bouncer_version = ""
-    if "pgbouncer" in a.targets:
-        try:
-            ports["pgbouncer"], bouncer_version, notes["pgbouncer"] = start_pgbouncer(
-                base, pg_port, a.pool_mode, a.pool_size, a.clients)
-            log(f"{bouncer_version} on port {ports['pgbouncer']}")
-            if notes["pgbouncer"]:
-                log(f"note: {notes['pgbouncer']}")
-        except RuntimeError as e:
-            log(f"PgBouncer failed to start, marking it N/A:\n{e}")
-            notes["pgbouncer"] = "failed to start: " + str(e).splitlines()[0]
+def csv_path(results_dir, started, suffix):
+    """bench/results/<date>-<suffix>.csv, never overwriting an earlier run."""
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, f"{started:%Y-%m-%d}-{suffix}.csv")
+    n = 2
+    while os.path.exists(path):
+        path = os.path.join(results_dir, f"{started:%Y-%m-%d}-{n}-{suffix}.csv")
+        n += 1
+    return path
+
+
+def show_path(path):
+    rel = os.path.relpath(path, os.getcwd())
+    return path if rel.startswith("..") else rel
+
+
+VALET_STATS_RE = re.compile(r"cache: (\d+) hits, (\d+) misses, (\d+) stores")
+
+
+def valet_cache_stats(errpath):
+    """The `cache: N hits, M misses, S stores` line pgvalet logs at shutdown."""
+    try:
+        with open(errpath, errors="replace") as f:
+            m = None
+            for m in VALET_STATS_RE.finditer(f.read()):
+                pass
+    except OSError:
+        return None
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def fmt_hits(hits, misses):
+    total = hits + misses
+    pct = f"{100.0 * hits / total:.1f} %" if total else "n/a"
+    return f"{hits:,} hits / {misses:,} misses ({pct})"
+
+
+# --------------------------------------------------------------------------
+# the proxy table
+
+def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
     valet = None
     if "pgvalet" in a.targets:
         try:
@@ -602,6 +810,8 @@ def main():
                     f"{tail(valet[1])}")
         res["errors"] = errs
         results.append(res)
+    if valet:  # its store is not reused by the cache table: free it
+        stop_process(valet[0], "pgvalet")
 
     # ---- table
     def g(r, t):
@@ -617,23 +827,16 @@ def main():
                       fmt_tps(g(r, "pgvalet")) if "pgvalet" in a.targets else "-",
                       fmt_ratio(g(r, "pgvalet"), g(r, "pgbouncer")),
                       fmt_ratio(g(r, "pgvalet"), g(r, "direct"))])
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
     print()
     print(f"pgbench -c {a.clients} -j {a.jobs} -T {a.duration}, scale {a.scale}, "
           f"pool_mode={a.pool_mode} pool_size={a.pool_size}"
           + (f", {bouncer_version}" if bouncer_version else ""))
     print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
           f"{started:%Y-%m-%d %H:%M}")
-    line = "  ".join(h.rjust(w) if i else h.ljust(w)
-                     for i, (h, w) in enumerate(zip(header, widths)))
-    print(line)
-    print("-" * len(line))
-    for row in table:
-        print("  ".join(c.rjust(w) if i else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(row, widths))))
+    print_table(header, table)
     footnotes = []
     for t in TARGETS:
-        if notes[t]:
+        if t in a.targets and notes.get(t):
             footnotes.append(f"{t}: {notes[t]}")
     for r in results:
         for t, e in r["errors"].items():
@@ -642,16 +845,11 @@ def main():
         print("N/A and notes:")
         for f_ in footnotes:
             print(f"  - {f_}")
-    print()
+    print(flush=True)
 
     # ---- CSV
     if not a.no_csv:
-        os.makedirs(a.results_dir, exist_ok=True)
-        path = os.path.join(a.results_dir, f"{started:%Y-%m-%d}-proxy.csv")
-        n = 2
-        while os.path.exists(path):  # never overwrite an earlier run
-            path = os.path.join(a.results_dir, f"{started:%Y-%m-%d}-{n}-proxy.csv")
-            n += 1
+        path = csv_path(a.results_dir, started, "proxy")
         tmp = path + ".tmp"
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
@@ -675,8 +873,234 @@ def main():
                             ratio(g(r, "pgvalet"), g(r, "pgbouncer")),
                             ratio(g(r, "pgvalet"), g(r, "direct")), note])
         os.replace(tmp, path)
-        rel = os.path.relpath(path, os.getcwd())
-        print(f"CSV: {path if rel.startswith('..') else rel}")
+        print(f"CSV: {show_path(path)}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# the result-cache table
+
+def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
+    binary = os.path.abspath(a.binary)
+    sdir = os.path.join(base, "cache-scripts")
+    os.mkdir(sdir)
+    os.chmod(sdir, 0o755)
+    scripts = {}
+    for w in CACHE_WORKLOADS:
+        scripts[w] = os.path.join(sdir, f"{w}.sql")
+        with open(scripts[w], "w") as f:
+            f.write(cache_script(w, a.scale))
+
+    targets = list(a.cache_targets)
+    cports = {t: ports[t] for t in ("direct", "pgbouncer") if t in targets and t in ports}
+    cnotes = {t: notes.get(t, "") for t in targets}
+    need_hot = any(w != "miss" for _n, w, _m in a.cache_rows)
+    pgpool_ver = ""
+    pgpool = None
+    if "pgpool" in targets and need_hot:
+        try:
+            pport, pproc, perr, pgpool_ver = start_pgpool(base, pg_port, a.clients)
+            cports["pgpool"] = pport
+            pgpool = (pproc, perr, pport)
+            log(f"{pgpool_ver or 'pgpool'} on port {pport}")
+        except RuntimeError as e:
+            log(f"pgpool failed to start, marking it N/A:\n{e}")
+            cnotes["pgpool"] = "failed to start: " + str(e).splitlines()[0]
+    valet = None  # the cache-on pgvalet for hot-select and tx-select
+    if "pgvalet" in targets and need_hot:
+        try:
+            if not os.path.isfile(binary):
+                raise RuntimeError(f"{a.binary} does not exist (make all)")
+            vport, vproc, verr = start_pgvalet(base, binary, pg_port, a.pool_mode,
+                                               a.pool_size, a.workers, a.extra,
+                                               name="pgvalet-cache")
+            cports["pgvalet"] = vport
+            valet = (vproc, verr)
+            log(f"pgvalet (cache on) on port {vport}")
+        except RuntimeError as e:
+            log(f"pgvalet failed to start, marking it N/A:\n{e}")
+            cnotes["pgvalet"] = "failed to start: " + str(e).splitlines()[0]
+
+    psql(pg_port, "CHECKPOINT", timeout=120)
+    warm = max(1, min(CACHE_WARMUP, a.duration))
+    timeout = a.duration + 60
+    log(f"cache table: {len(a.cache_rows)} rows x {a.duration}s (+{warm}s warm-up "
+        f"per cell); -c {a.clients} -j {a.jobs}")
+    footnotes = []
+    results = []
+    n_miss = 0
+    for name, w, mode in a.cache_rows:
+        res = {"row": name, "workload": w, "mode": mode, "tps": {}, "errors": {}}
+        procs = {}  # target -> (proc, errpath) of pgvalets to watch
+        if w == "miss":
+            # Fresh pgvalets for every miss row, so no key cached by an earlier
+            # row (or the other protocol) turns a miss into a hit.  The order
+            # alternates from row to row: the first run after a change of
+            # workload pays for pulling pgbench_accounts into shared_buffers.
+            row_targets = list(MISS_TARGETS)
+            if n_miss % 2:
+                row_targets.reverse()
+            n_miss += 1
+            rports = {}
+            for t in row_targets:
+                extra = list(a.extra) + (["--cache-size", "0"] if t == "pgvalet-nocache"
+                                         else [])
+                try:
+                    if not os.path.isfile(binary):
+                        raise RuntimeError(f"{a.binary} does not exist (make all)")
+                    port, proc, errpath = start_pgvalet(
+                        base, binary, pg_port, a.pool_mode, a.pool_size, a.workers,
+                        extra, name=f"{t}-{name}")
+                    rports[t] = port
+                    procs[t] = (proc, errpath)
+                except RuntimeError as e:
+                    log(f"{t} failed to start for {name}:\n{e}")
+                    res["errors"][t] = "failed to start: " + str(e).splitlines()[0]
+        else:
+            row_targets = targets
+            rports = cports
+            if valet:
+                procs["pgvalet"] = valet
+        for t in row_targets:  # interleaved, as in the proxy table
+            if t not in rports:
+                res["tps"][t] = None
+                continue
+            if t in procs and procs[t][0].poll() is not None:
+                res["tps"][t] = None
+                res["errors"][t] = f"{t} died (status {procs[t][0].returncode})"
+                continue
+            base_args = ["-n", "-c", str(a.clients), "-j", str(a.jobs), "-M", mode,
+                         "-f", scripts[w]]
+            _tps, werr = pgbench(rports[t], base_args + ["-T", str(warm)], warm + 60)
+            if werr:
+                log(f"{name:20s} {t:15s} warm-up: {werr}")
+            tps, err = pgbench(rports[t], base_args + ["-T", str(a.duration)], timeout)
+            res["tps"][t] = tps
+            if err:
+                res["errors"][t] = err
+            log(f"{name:20s} {t:15s} {fmt_tps(tps):>10s}" + (f"  ({err})" if err else ""))
+            if t in procs and procs[t][0].poll() is not None:
+                log(f"{t} exited with status {procs[t][0].returncode}; its output:\n"
+                    f"{tail(procs[t][1])}")
+        if w == "miss":
+            for t, (proc, errpath) in procs.items():
+                stop_process(proc, t)
+            if "pgvalet" in procs:
+                st = valet_cache_stats(procs["pgvalet"][1])
+                if st:
+                    footnotes.append(f"{name}: pgvalet cache (warm-up + run): "
+                                     f"{fmt_hits(st[0], st[1])}")
+        results.append(res)
+
+    # cache counters over all hot-select / tx-select rows
+    if pgpool and pgpool[0].poll() is None:
+        st = pgpool_cache_stats(pgpool[2])
+        if st:
+            footnotes.insert(0, f"pgpool query cache over hot/tx rows (warm-ups included): "
+                                f"{fmt_hits(st[0], st[1])}")
+        stop_process(pgpool[0], "pgpool", signal.SIGINT, 20)
+    if valet:
+        stop_process(valet[0], "pgvalet")
+        st = valet_cache_stats(valet[1])
+        if st:
+            footnotes.insert(0, f"pgvalet cache over hot/tx rows (warm-ups included): "
+                                f"{fmt_hits(st[0], st[1])}")
+
+    # ---- table
+    def tps(r, t):
+        return r["tps"].get(t)
+
+    def cell(r, t):
+        return fmt_tps(tps(r, t)) if t in r["tps"] else "-"
+
+    header = ["row", "direct", "pgbouncer", "pgpool", "pgvalet", "pgvalet nocache",
+              "pgvalet/direct", "pgvalet/pgbouncer", "pgvalet/pgpool", "miss cost"]
+    table = []
+    for r in results:
+        hot = r["workload"] != "miss"
+
+        def rat(x, y):
+            return fmt_ratio(tps(r, x), tps(r, y)) if x in r["tps"] and y in r["tps"] \
+                else "-"
+        table.append([r["row"]] + [cell(r, t) for t in
+                                   ("direct", "pgbouncer", "pgpool", "pgvalet",
+                                    "pgvalet-nocache")]
+                     + ([rat("pgvalet", "direct"), rat("pgvalet", "pgbouncer"),
+                         rat("pgvalet", "pgpool"), "-"] if hot else
+                        ["-", "-", "-", rat("pgvalet", "pgvalet-nocache")]))
+    print()
+    print(f"result cache: pgbench -c {a.clients} -j {a.jobs} -T {a.duration} "
+          f"(after {warm}s unrecorded warm-up per cell), scale {a.scale}, "
+          f"pool_mode={a.pool_mode} pool_size={a.pool_size}"
+          + "".join(f", {v}" for v in (bouncer_version, pgpool_ver) if v))
+    print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
+          f"{started:%Y-%m-%d %H:%M}")
+    print_table(header, table)
+    print("goals: pgvalet/direct >= 2.0 and pgvalet/pgbouncer >= 3.0 on hot-select and "
+          "tx-select; miss cost = pgvalet / pgvalet --cache-size 0 >= 0.95")
+    notes_out = [f"{t}: {cnotes[t]}" for t in targets if cnotes.get(t)]
+    for r in results:
+        for t, e in r["errors"].items():
+            notes_out.append(f"{r['row']} / {t}: {e}")
+    if notes_out or footnotes:
+        print("N/A and notes:")
+        for f_ in notes_out + footnotes:
+            print(f"  - {f_}")
+    print(flush=True)
+
+    # ---- CSV
+    if not a.no_csv:
+        path = csv_path(a.results_dir, started, "cache")
+        tmp = path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["row", "mode", "target", "tps"])
+            for r in results:
+                for t, v in r["tps"].items():
+                    wr.writerow([r["workload"], r["mode"], t,
+                                 "" if v is None else f"{v:.1f}"])
+        os.replace(tmp, path)
+        print(f"CSV: {show_path(path)}", flush=True)
+
+
+def main():
+    a = parse_args()
+    for tool in ("pgbench", "psql"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found (apt-get install postgresql-client-15)")
+    started = datetime.datetime.now()
+    mach = machine_info()
+    base = make_tempdir("pgvalet-bench-", owner="postgres")
+    os.chmod(base, 0o711)
+
+    pg_port = start_cluster(base, own=a.own_cluster)
+    log(f"pgbench -i -s {a.scale}")
+    p = subprocess.run(["pgbench", "-i", "-q", "-s", str(a.scale), "-h", "127.0.0.1",
+                        "-p", str(pg_port), "-U", USER, DB],
+                       env=pg_env(), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"pgbench -i failed: {p.stderr.strip()[-1000:]}")
+
+    used = set(a.targets if a.rows else []) | set(a.cache_targets if a.cache_rows else [])
+    ports = {}
+    notes = {t: "" for t in ALL_TARGETS}
+    if "direct" in used:
+        ports["direct"] = pg_port
+    bouncer_version = ""
+    if "pgbouncer" in used and (a.rows or any(w != "miss" for _n, w, _m in a.cache_rows)):
+        try:
+            ports["pgbouncer"], bouncer_version, notes["pgbouncer"] = start_pgbouncer(
+                base, pg_port, a.pool_mode, a.pool_size, a.clients)
+            log(f"{bouncer_version} on port {ports['pgbouncer']}")
+            if notes["pgbouncer"]:
+                log(f"note: {notes['pgbouncer']}")
+        except RuntimeError as e:
+            log(f"PgBouncer failed to start, marking it N/A:\n{e}")
+            notes["pgbouncer"] = "failed to start: " + str(e).splitlines()[0]
+
+    if a.rows:
+        run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach)
+    if a.cache_rows:
+        run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach)
     return 0
 
 
