@@ -134,6 +134,10 @@ struct client {
 	char *lazy_begin;		/* BEGIN answered by us, not sent yet */
 	bool lazy_failed;		/* ... and a statement in it failed */
 	struct cache_wait *cache_wait;	/* parked behind an identical query */
+	struct plan *read_plan;		/* the Query just missed, planned */
+	size_t read_plan_len;		/* its body length, 0 = none */
+	uint64_t read_plan_hash;
+	uint64_t read_plan_ms;		/* valid in this loop turn only */
 	bool no_claim;			/* just woken: look up, never wait */
 	uint8_t *claim_key;		/* we lead this key's miss (owned) */
 	size_t claim_keylen;

@@ -136,6 +136,7 @@ session_free(struct client *cl)
 	capture_free(cl->group_capture);
 	free(cl->lazy_begin);
 	free(cl->claim_key);
+	free(cl->read_plan);
 	free(cl->startup);
 	free(cl->cancel);
 	scram_server_clear(&cl->scram);
@@ -1090,8 +1091,15 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 	free(key);
 	if (found == LOOKUP_PARKED)
 		return true;	/* the message waits in the buffer */
-	if (!e)
+	if (!e) {	/* a miss: keep the plan for handle_query */
+		if (cl->read_plan || (cl->read_plan = malloc(sizeof(plan)))) {
+			*cl->read_plan = plan;
+			cl->read_plan_len = f->body_len;
+			cl->read_plan_ms = cl->w->now_ms;
+			cl->read_plan_hash = XXH3_64bits(text, f->body_len - 1);
+		}
 		return false;
+	}
 	data = cache_entry_data(e, &len);
 	if (buf_append(&cl->c.out, data, len)) {
 		cache_entry_release(e);
@@ -1114,7 +1122,14 @@ plan_query(struct client *cl, const char *text, size_t len,
 	uint64_t hash;
 	uint8_t *key;
 
-	plan_make(srv->plans, cl->database, text, len, NULL, 0, &plan);
+	if (cl->read_plan_len == len + 1 && cl->read_plan_ms == cl->w->now_ms &&
+	    cl->read_plan_hash == XXH3_64bits(text, len)) {
+		/* answer_from_cache planned it this very turn of the loop */
+		plan = *cl->read_plan;
+	} else {
+		plan_make(srv->plans, cl->database, text, len, NULL, 0, &plan);
+	}
+	cl->read_plan_len = 0;
 	note_writes(cl, &plan);
 	if (!plan.cacheable)
 		cl->block_clean = false;
@@ -1454,6 +1469,8 @@ plan_portal(struct client *cl, const char *portal, const char *text,
 	cl->portal_plan = NULL;
 	if (!cache_of(cl) || !text)
 		return 0;
+	if (cl->group_capture && !*portal)
+		return 0;	/* a group planned as a cacheable read */
 	plan_make(cl->w->srv->plans, cl->database, text, strlen(text), bind,
 		  bind_len, &plan);
 	if (!plan.cacheable)
