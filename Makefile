@@ -6,6 +6,7 @@
 #   make fuzz       libFuzzer targets (clang), 60 s each by default
 #   make bench      pgbench: direct Postgres vs PgBouncer vs pgvalet, one run
 #   make demo       throwaway Postgres + proxy + a short workload
+#   make soak       consistency soak: 5 min of readers/writers checked for stale reads
 
 BUILD   ?= release
 PYTHON  ?= /usr/bin/python3
@@ -92,6 +93,11 @@ bench-cache: $(O)/bench/cache_policy
 
 demo: deps all
 	bash scripts/demo $(abspath $(O)/pgvalet)
+
+# Consistency soak: throwaway Postgres + pgvalet --workers 2 + tests/consistency.py,
+# SOAK_SECONDS (300) with 16 readers, 8 writers, 1000 rows; non-zero on any stale read.
+soak: deps all
+	bash tests/soak/run-consistency.sh $(abspath $(O)/pgvalet)
 
 clean:
 	rm -rf build
