@@ -30,7 +30,7 @@ enum {
 	CAT_DB = 128,
 };
 
-enum item_kind { ITEM_REL, ITEM_FUNC };
+enum item_kind { ITEM_REL, ITEM_FUNC, ITEM_ROLE };
 enum item_state { ITEM_QUEUED, ITEM_READY, ITEM_FAILED };
 
 struct cat_item {
@@ -45,6 +45,7 @@ struct cat_item {
 	uint64_t retry_at_ms;
 	struct cat_rel rel;
 	enum cat_func func;
+	bool read_committed;		/* ITEM_ROLE */
 };
 
 /* One database: its generation and the thread's connection to it. */
@@ -204,6 +205,20 @@ catalog_func(struct catalog *cat, const char *db, const char *name,
 	return it ? CAT_KNOWN : CAT_UNKNOWN;
 }
 
+enum cat_status
+catalog_read_committed(struct catalog *cat, const char *db, const char *user,
+		       bool *out)
+{
+	struct cat_item *it;
+
+	pthread_mutex_lock(&cat->lock);
+	it = lookup(cat, db, user, ITEM_ROLE);
+	if (it)
+		*out = it->read_committed;
+	pthread_mutex_unlock(&cat->lock);
+	return it ? CAT_KNOWN : CAT_UNKNOWN;
+}
+
 void
 catalog_forget(struct catalog *cat, const char *db)
 {
@@ -302,6 +317,22 @@ static const char FUNC_SQL[] =
 	" coalesce(bool_or(provolatile <> 'i'"
 	"  AND pronamespace <> 'pg_catalog'::regnamespace), false)"
 	" FROM pg_proc WHERE proname = $1";
+
+/*
+ * The isolation a plain BEGIN gets: the server's default (as this
+ * connection sees it, which includes its own role's) and any database
+ * or role setting for the client's role.
+ */
+static const char ROLE_SQL[] =
+	"SELECT current_setting('default_transaction_isolation') ="
+	"  'read committed' AND NOT EXISTS (SELECT 1"
+	" FROM pg_db_role_setting s, unnest(s.setconfig) c"
+	" WHERE c LIKE 'default_transaction_isolation=%'"
+	"  AND c <> 'default_transaction_isolation=read committed'"
+	"  AND s.setdatabase IN (0, (SELECT oid FROM pg_database"
+	"   WHERE datname = current_database()))"
+	"  AND s.setrole IN (0, (SELECT oid FROM pg_roles"
+	"   WHERE rolname = $1)))";
 
 /* Built-in stable functions that read catalogs or statistics. */
 static const char *const catalog_readers[] = {
@@ -452,6 +483,18 @@ fetch_func(PGconn *conn, const char *name, enum cat_func *f)
 	return 0;
 }
 
+static int
+fetch_role(PGconn *conn, const char *user, bool *rc_default)
+{
+	PGresult *res = run(conn, ROLE_SQL, user);
+
+	if (!res)
+		return -1;
+	*rc_default = PQntuples(res) == 1 && is_true(res, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
 /* Fetch one item's facts into *out; -1 on any failure. */
 static int
 fetch(struct catalog *cat, struct cat_db *d, const struct cat_item *job,
@@ -467,8 +510,10 @@ fetch(struct catalog *cat, struct cat_db *d, const struct cat_item *job,
 	}
 	if (job->kind == ITEM_REL)
 		rc = fetch_rel(d->conn, d->name, job->name, &out->rel);
-	else
+	else if (job->kind == ITEM_FUNC)
 		rc = fetch_func(d->conn, job->name, &out->func);
+	else
+		rc = fetch_role(d->conn, job->name, &out->read_committed);
 	if (rc && PQstatus(d->conn) != CONNECTION_OK) {
 		PQfinish(d->conn);
 		d->conn = NULL;
@@ -509,6 +554,7 @@ catalog_thread(void *arg)
 		}
 		it->rel = job.rel;
 		it->func = job.func;
+		it->read_committed = job.read_committed;
 		it->state = ITEM_READY;
 	}
 	pthread_mutex_unlock(&cat->lock);

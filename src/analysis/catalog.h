@@ -68,6 +68,13 @@ enum cat_status catalog_rel(struct catalog *cat, const char *db,
 enum cat_status catalog_func(struct catalog *cat, const char *db,
 			     const char *name, enum cat_func *out);
 
+/*
+ * Does a plain BEGIN by 'user' in 'db' start a READ COMMITTED
+ * transaction (server, database and role defaults all agree)?
+ */
+enum cat_status catalog_read_committed(struct catalog *cat, const char *db,
+				       const char *user, bool *out);
+
 /* Forget every fact about 'db' (after DDL). */
 void catalog_forget(struct catalog *cat, const char *db);
 

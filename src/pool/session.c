@@ -958,15 +958,20 @@ lookup(struct client *cl, uint64_t hash, const uint8_t *key, size_t keylen,
 /*
  * Lazy BEGIN: a READ COMMITTED block is opened here and reaches the
  * server only with the first statement the cache cannot answer, so
- * "BEGIN; <cached SELECT>; ROLLBACK" never touches Postgres.  Not when
- * the client changed its default isolation (we would not know it).
+ * "BEGIN; <cached SELECT>; ROLLBACK" never touches Postgres.  Only when
+ * a plain BEGIN is READ COMMITTED for this user and database (the
+ * catalog says so; until it knows, not) and the client has not changed
+ * its own transaction defaults.
  */
 static bool
 lazy_begin_ok(const struct client *cl, const struct plan *p)
 {
+	bool rc = false;
 	size_t i;
 
-	if (p->tx != PLAN_TX_BEGIN || p->repeatable || cl->lazy_begin)
+	if (p->tx != PLAN_TX_BEGIN || p->repeatable || cl->lazy_begin ||
+	    catalog_read_committed(cl->w->srv->catalog, cl->database, cl->user,
+				   &rc) != CAT_KNOWN || !rc)
 		return false;
 	for (i = 0; i < cl->settings.n; i++)
 		if (strstr(cl->settings.v[i].name, "transaction_isolation") ||

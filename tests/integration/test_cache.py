@@ -628,10 +628,13 @@ def test_session_characteristics_repeatable_read_is_never_served(cproxy, pg, tab
 
 def test_pool_timeout_inside_a_lazy_block_fails_the_block(proxy, pg, table):
     p = proxy(pool_mode="transaction", pool_size=1, extra=["--pool-timeout", "1s"])
-    holder = p.connect(autocommit=False)
-    holder.cursor().execute("SELECT pg_backend_pid()")  # holds the only backend
     c = p.connect(autocommit=False)
     cur = c.cursor()
+    cur.execute("SELECT 1")  # the proxy learns BEGIN is READ COMMITTED here
+    c.rollback()
+    time.sleep(0.3)
+    holder = p.connect(autocommit=False)
+    holder.cursor().execute("SELECT pg_backend_pid()")  # holds the only backend
     with pytest.raises(psycopg2.Error):
         cur.execute("SELECT pg_backend_pid()")  # BEGIN answered here; this one waits, then fails
     assert c.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR
@@ -641,3 +644,29 @@ def test_pool_timeout_inside_a_lazy_block_fails_the_block(proxy, pg, table):
     holder.rollback()
     assert one(c, "SELECT 2") == 2
     c.rollback()
+
+
+def test_database_default_repeatable_read_disables_lazy_begin(cproxy, pg, uniq):
+    d = pg.connect()
+    d.cursor().execute(f"CREATE DATABASE {uniq}")
+    d.cursor().execute(f"ALTER DATABASE {uniq} SET default_transaction_isolation = 'repeatable read'")
+    try:
+        dx = psycopg2.connect(pg.url(db=uniq))
+        dx.autocommit = True
+        dx.cursor().execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
+        dx.cursor().execute("INSERT INTO t VALUES (1, 1)")
+        c = psycopg2.connect(cproxy.url(db=uniq))
+        c.autocommit = True
+        sql = "SELECT v FROM t WHERE id = 1"
+        wait_cached(c, dx, sql, "UPDATE t SET v = v + 1 WHERE id = 1")
+        c.autocommit = False
+        cur = c.cursor()
+        cur.execute(sql)
+        assert cur.fetchone()[0] == one(dx, sql)  # a real REPEATABLE READ transaction
+        cur.execute("SHOW transaction_isolation")
+        assert cur.fetchone()[0] == "repeatable read"
+        c.rollback()
+        c.close()
+        dx.close()
+    finally:
+        d.cursor().execute(f"DROP DATABASE {uniq} WITH (FORCE)")
