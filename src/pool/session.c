@@ -2259,8 +2259,11 @@ session_fail_request(struct client *cl, const char *sqlstate,
 		fatal(cl, sqlstate, msg);
 		return;
 	}
-	if (cache_of(cl))
+	if (cache_of(cl)) {	/* waiters behind us must not wait longer */
 		claim_end(cl);
+		capture_free(cl->group_capture);
+		cl->group_capture = NULL;
+	}
 	send_error(cl, "ERROR", sqlstate, msg);
 	drop_request(cl);
 	session_flush(cl);

@@ -670,3 +670,35 @@ def test_database_default_repeatable_read_disables_lazy_begin(cproxy, pg, uniq):
         dx.close()
     finally:
         d.cursor().execute(f"DROP DATABASE {uniq} WITH (FORCE)")
+
+
+def test_waiters_behind_a_failed_leader_are_released(proxy, pg, table):
+    import threading
+    p = proxy(pool_mode="transaction", pool_size=1, extra=["--pool-timeout", "1s"])
+    sql = f"SELECT v, %s FROM {table} WHERE id = 1"
+    with psycopg.connect(p.dsn, autocommit=True) as warm:  # catalog learns the table
+        warm.execute(sql, (0,)).fetchone()
+    time.sleep(0.3)
+    holder = p.connect(autocommit=False)
+    holder.cursor().execute("SELECT pg_backend_pid()")  # holds the only backend
+    outcome = {}
+
+    def run(name):
+        t0 = time.monotonic()
+        with psycopg.connect(p.dsn, autocommit=True) as c:
+            try:
+                c.execute(sql, (7,)).fetchone()  # identical keys: one leads, one waits
+                outcome[name] = ("ok", time.monotonic() - t0)
+            except psycopg.Error as e:
+                outcome[name] = (type(e).__name__, time.monotonic() - t0)
+            time.sleep(8)  # the failed leader stays connected: its claim must end anyway
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    holder.rollback()
+    assert set(outcome) == {"a", "b"}
+    for name, (result, took) in outcome.items():
+        assert result != "ok" and took < 6, outcome  # both time out in the pool; none waits for the leader to leave
