@@ -745,8 +745,10 @@ invalidate_dirty(struct client *cl)
 	struct server *srv = cl->w->srv;
 	uint64_t tag;
 
-	if (srv->cfg.debug_skip_invalidation)
-		cl->dirty_flood = false, cl->n_dirty = 0;
+	if (srv->cfg.debug_skip_invalidation) {	/* testing the checker */
+		cl->dirty_flood = false;
+		cl->n_dirty = 0;
+	}
 	if (cl->dirty_flood || cl->dirty_forget) {
 		tag = cache_tag_db(cl->database);
 		cache_tag_bump(srv->cache, &tag, 1);
@@ -2043,7 +2045,6 @@ prepare_locally(struct client *cl, const struct msg_frame *f)
 	enum sql_kind kind;
 	char guc[SQL_NAME_MAX];
 	struct pstmt *p;
-	size_t start;
 
 	if (f->type != 'P' || !transaction_mode(cl) || after < 5 ||
 	    next[0] != 'S' || msg_be32(next + 1) != 4)
@@ -2064,8 +2065,7 @@ prepare_locally(struct client *cl, const struct msg_frame *f)
 		return false;
 	p->kind = kind;
 	memcpy(p->guc, guc, SQL_NAME_MAX);
-	msg_begin(&cl->c.out, '1', &start);
-	msg_end(&cl->c.out, start);
+	put_empty(&cl->c.out, '1');
 	send_ready(cl, 'I');
 	buf_consume(&cl->c.in, f->len + 5);
 	return true;
