@@ -529,6 +529,12 @@ logged_in(struct client *cl)
 		return;
 	}
 	remember_client_key(cl);
+	if (cache_of(cl)) {	/* have the catalog learn what BEGIN means */
+		bool rc;
+
+		(void)catalog_read_committed(cl->w->srv->catalog, cl->database,
+					     cl->user, &rc);
+	}
 	if (cl->pool->have_params) {
 		send_welcome(cl);
 		return;
@@ -1017,8 +1023,11 @@ put_tag(struct buf *b, const char *tag)
 static const char *
 lazy_tag(const struct client *cl, const struct plan *p, const char *text)
 {
-	const char *tag = lazy_end_tag(cl, p, text);
+	const char *tag;
 
+	if (cl->srv)
+		return NULL;	/* the block is real: the server answers */
+	tag = lazy_end_tag(cl, p, text);
 	if (tag)
 		return tag;
 	return lazy_begin_ok(cl, p) ? "BEGIN" : NULL;
@@ -1045,6 +1054,26 @@ lazy_status(const struct client *cl)
 	if (!cl->lazy_begin)
 		return 'I';
 	return cl->lazy_failed ? 'E' : 'T';
+}
+
+/*
+ * May the cache answer now?  With no backend (outside a block, or in a
+ * lazy one), or inside a READ COMMITTED block that has run only
+ * cacheable reads and has nothing in flight: its next read would see
+ * what an autocommit read sees.
+ */
+static bool
+may_serve(const struct client *cl)
+{
+	return !cl->srv || (cl->block_clean && !cl->skip_until_sync &&
+			    backend_owes_nothing(cl->srv, true));
+}
+
+/* The ReadyForQuery status after a cached answer. */
+static uint8_t
+served_status(const struct client *cl)
+{
+	return cl->srv ? 'T' : lazy_status(cl);
 }
 
 
@@ -1113,7 +1142,7 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 		return false;
 	}
 	cache_entry_release(e);
-	send_ready(cl, lazy_status(cl));
+	send_ready(cl, served_status(cl));
 	buf_consume(&cl->c.in, f->len);
 	return true;
 }
@@ -1378,9 +1407,10 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 		cl->group_capture = capture_new(srv->cache, key, keylen, hash,
 						plan.tags, plan.n_tags,
 						srv->cfg.cache_max_entry);
-		/* in a lazy block, the group opens it: clean so far */
+		/* in a lazy block the group opens it: clean so far */
 		if (cl->group_capture)
-			cl->group_capture->in_block_ok = cl->lazy_begin != NULL;
+			cl->group_capture->in_block_ok =
+				cl->lazy_begin || (cl->srv && cl->block_clean);
 		claim_to_capture(cl, cl->group_capture);
 		return false;
 	}
@@ -1398,7 +1428,7 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	data = cache_entry_data(e, &len);
 	buf_append(&cl->c.out, data, len);
 	cache_entry_release(e);
-	send_ready(cl, lazy_status(cl));
+	send_ready(cl, served_status(cl));
 	buf_consume(&cl->c.in, total);
 	return true;
 }
@@ -2089,9 +2119,9 @@ process_messages(struct client *cl)
 		}
 		if (!cl->srv && prepare_locally(cl, &f))
 			continue;
-		if (!cl->srv && (answer_failed_block(cl, &f) ||
-				 answer_from_cache(cl, &f) ||
-				 answer_group_from_cache(cl, &f)))
+		if (answer_failed_block(cl, &f) ||
+		    (may_serve(cl) && (answer_from_cache(cl, &f) ||
+				       answer_group_from_cache(cl, &f))))
 			continue;
 		if (!cl->srv && (cl->waiting || !pool_acquire(cl->pool, cl)))
 			return;

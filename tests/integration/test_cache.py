@@ -702,3 +702,20 @@ def test_waiters_behind_a_failed_leader_are_released(proxy, pg, table):
     assert set(outcome) == {"a", "b"}
     for name, (result, took) in outcome.items():
         assert result != "ok" and took < 6, outcome  # both time out in the pool; none waits for the leader to leave
+
+
+def test_clean_read_committed_block_keeps_being_served_after_a_miss(cproxy, pg, table):
+    c, d = cproxy.connect(), pg.connect()
+    x = f"SELECT v FROM {table} WHERE id = 2"
+    cached = wait_cached(c, d, x, f"UPDATE {table} SET v = v + 1 WHERE id = 2")
+    c.autocommit = False
+    cur = c.cursor()
+    try:
+        cur.execute(f"SELECT note FROM {table} WHERE id = 3")  # a miss: the block goes to the server
+        cur.execute(x)
+        assert cur.fetchone()[0] == cached != one(d, x)  # still served: the block has only read
+        cur.execute(f"UPDATE {table} SET note = 'w' WHERE id = 4")
+        cur.execute(x)
+        assert cur.fetchone()[0] == one(d, x)  # after a write: the server's answer
+    finally:
+        c.rollback()
