@@ -19,20 +19,34 @@ def one(conn, sql, params=None):
     return row[0] if row and len(row) == 1 else row
 
 
-def wait_cached(pconn, direct, sql, bump_sql, timeout=10.0):
-    """Repeat `sql` through the proxy until a direct (bypassing) change made by
-    `bump_sql` stays invisible to it: the answer then comes from the cache.
+def wait_cached_by(read, bump, what, timeout=10.0):
+    """Call read() through the proxy until a direct (bypassing) change made by
+    bump() stays invisible to it: the answer then comes from the cache.
     Returns the cached answer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        before = one(pconn, sql)
-        one(pconn, sql)
-        direct.cursor().execute(bump_sql)
-        after = one(pconn, sql)
-        if after == before:
+        before = read()
+        read()
+        bump()
+        if read() == before:
             return before
         time.sleep(0.05)
-    pytest.fail(f"never served from the cache: {sql}")
+    pytest.fail(f"never served from the cache: {what}")
+
+
+def wait_cached(pconn, direct, sql, bump_sql, timeout=10.0):
+    return wait_cached_by(lambda: one(pconn, sql), lambda: direct.cursor().execute(bump_sql),
+                          sql, timeout)
+
+
+def assert_not_cached(pconn, direct, sql, bump_sql, expected):
+    """Run sql a few times (long enough for the proxy to learn its names),
+    change its answer behind the proxy's back, and expect to see the change."""
+    for _ in range(3):
+        one(pconn, sql)
+        time.sleep(0.1)
+    direct.cursor().execute(bump_sql)
+    assert one(pconn, sql) == expected
 
 
 @pytest.fixture
@@ -140,12 +154,7 @@ def test_volatile_functions_are_never_cached(cproxy, pg, uniq):
 def test_user_volatile_function_is_not_cached(cproxy, pg, table):
     c, d = cproxy.connect(), pg.connect()
     d.cursor().execute(f"CREATE FUNCTION {table}_f() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT max(v) FROM {table}'")
-    sql = f"SELECT {table}_f()"
-    for _ in range(3):
-        one(c, sql)
-        time.sleep(0.1)
-    d.cursor().execute(f"UPDATE {table} SET v = 99999 WHERE id = 1")
-    assert one(c, sql) == 99999
+    assert_not_cached(c, d, f"SELECT {table}_f()", f"UPDATE {table} SET v = 99999 WHERE id = 1", 99999)
 
 
 def test_search_path_is_part_of_the_key(cproxy, pg, uniq):
@@ -262,12 +271,8 @@ def test_results_over_max_entry_are_not_stored(proxy, pg, table):
 
 def test_skip_hint_bypasses_the_cache(cproxy, pg, table):
     c, d = cproxy.connect(), pg.connect()
-    sql = f"SELECT /* pgvalet:skip */ v FROM {table} WHERE id = 10"
-    for _ in range(3):
-        one(c, sql)
-        time.sleep(0.1)
-    d.cursor().execute(f"UPDATE {table} SET v = 31337 WHERE id = 10")
-    assert one(c, sql) == 31337
+    assert_not_cached(c, d, f"SELECT /* pgvalet:skip */ v FROM {table} WHERE id = 10",
+                      f"UPDATE {table} SET v = 31337 WHERE id = 10", 31337)
 
 
 def test_errors_are_not_cached(cproxy, pg, uniq):
@@ -287,12 +292,8 @@ def test_errors_are_not_cached(cproxy, pg, uniq):
 def test_cache_off_with_size_zero(proxy, pg, table):
     p = proxy(pool_mode="transaction", extra=["--cache-size", "0"])
     c, d = p.connect(), pg.connect()
-    sql = f"SELECT v FROM {table} WHERE id = 1"
-    for _ in range(3):
-        one(c, sql)
-        time.sleep(0.1)
-    d.cursor().execute(f"UPDATE {table} SET v = 5150 WHERE id = 1")
-    assert one(c, sql) == 5150
+    assert_not_cached(c, d, f"SELECT v FROM {table} WHERE id = 1",
+                      f"UPDATE {table} SET v = 5150 WHERE id = 1", 5150)
     assert "result cache off" in p.stderr
 
 
@@ -366,16 +367,8 @@ def test_prepared_statement_reads_are_cached_and_invalidated(cproxy, pg, table):
         def read():
             return c.execute(sql, (6,)).fetchone()[0]
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            before = read()
-            read()
-            d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 6")
-            if read() == before:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("prepared read never served from the cache")
+        wait_cached_by(read, lambda: d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 6"),
+                       "a prepared read")
         with psycopg.connect(cproxy.dsn, autocommit=True) as w:
             w.execute(f"UPDATE {table} SET v = %s WHERE id = 6", (-6,))
         assert read() == -6
@@ -481,16 +474,9 @@ def test_row_precision_with_bound_parameters(cproxy, pg, table):
         def read(k):
             return c.execute(f"SELECT v FROM {table} WHERE id = %s", (k,)).fetchone()[0]
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            before = read(3)
-            read(3)
-            d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 3")
-            if read(3) == before:
-                break
-        else:
-            pytest.fail("never cached")
-        cached3 = read(3)
+        cached3 = wait_cached_by(lambda: read(3),
+                                 lambda: d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 3"),
+                                 "a read with bound parameters")
         read(4)
         c.execute(f"UPDATE {table} SET v = %s WHERE id = %s", (-4, 4))
         assert read(4) == -4
