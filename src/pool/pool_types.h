@@ -134,6 +134,7 @@ struct client {
 	char *lazy_begin;		/* BEGIN answered by us, not sent yet */
 	bool lazy_failed;		/* ... and a statement in it failed */
 	struct cache_wait *cache_wait;	/* parked behind an identical query */
+	struct cache_wait *spare_wait;	/* next lookup's waiter, unused yet */
 	struct plan *read_plan;		/* the Query just missed, planned */
 	size_t read_plan_len;		/* its body length, 0 = none */
 	uint64_t read_plan_hash;

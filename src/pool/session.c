@@ -137,6 +137,7 @@ session_free(struct client *cl)
 	free(cl->lazy_begin);
 	free(cl->claim_key);
 	free(cl->read_plan);
+	free(cl->spare_wait);
 	free(cl->startup);
 	free(cl->cancel);
 	scram_server_clear(&cl->scram);
@@ -923,7 +924,10 @@ lookup(struct client *cl, uint64_t hash, const uint8_t *key, size_t keylen,
 	if (cl->claim_key && cl->claim_keylen == keylen &&
 	    memcmp(cl->claim_key, key, keylen) == 0)
 		return LOOKUP_LEAD;	/* ours already: we were held up */
-	if (cl->no_claim || !(cw = calloc(1, sizeof(*cw)))) {
+	/* a waiter is only consumed when we park: reuse one per client */
+	if (!cl->no_claim && !cl->spare_wait)
+		cl->spare_wait = calloc(1, sizeof(*cl->spare_wait));
+	if (cl->no_claim || !(cw = cl->spare_wait)) {
 		cl->no_claim = false;
 		*e = cache_get(s, hash, key, keylen, cl->w->now_ms);
 		return *e ? LOOKUP_HIT : LOOKUP_MISS;
@@ -934,7 +938,6 @@ lookup(struct client *cl, uint64_t hash, const uint8_t *key, size_t keylen,
 	switch (cache_claim(s, hash, key, keylen, cl->w->now_ms, &cw->node,
 			    e)) {
 	case CACHE_CLAIM_HIT:
-		free(cw);
 		return LOOKUP_HIT;
 	case CACHE_CLAIM_WAIT:
 		/* its wake only posts to our mailbox: fill in the rest */
@@ -944,9 +947,9 @@ lookup(struct client *cl, uint64_t hash, const uint8_t *key, size_t keylen,
 		if (cw->key)
 			memcpy(cw->key, key, keylen);
 		cl->cache_wait = cw;
+		cl->spare_wait = NULL;
 		return LOOKUP_PARKED;
 	case CACHE_CLAIM_LEADER:
-		free(cw);
 		claim_end(cl);
 		cl->claim_key = malloc(keylen);
 		if (!cl->claim_key) {
@@ -958,7 +961,6 @@ lookup(struct client *cl, uint64_t hash, const uint8_t *key, size_t keylen,
 		cl->claim_hash = hash;
 		return LOOKUP_LEAD;
 	default:
-		free(cw);
 		return LOOKUP_MISS;
 	}
 }
