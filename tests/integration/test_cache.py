@@ -440,18 +440,6 @@ def test_pgbench_style_begin_select_rollback_in_every_protocol(cproxy, pg, table
     assert one(c, "SELECT 1") == 1
 
 
-def test_default_isolation_repeatable_read_is_never_served(cproxy, pg, table):
-    c, d = cproxy.connect(), pg.connect()
-    sql = f"SELECT v FROM {table} WHERE id = 10"
-    wait_cached(c, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 10")
-    c.cursor().execute("SET default_transaction_isolation = 'repeatable read'")
-    c.autocommit = False
-    cur = c.cursor()
-    cur.execute(sql)
-    assert cur.fetchone()[0] == one(d, sql)
-    c.rollback()
-
-
 # ---- row-level precision ----------------------------------------------------
 
 def test_write_to_one_row_keeps_other_rows_point_lookups(cproxy, pg, table):
@@ -598,11 +586,15 @@ def test_identical_concurrent_misses_run_once_upstream(cproxy, pg, uniq):
         d.cursor().execute(f"DROP TABLE {uniq}")
 
 
-def test_session_characteristics_repeatable_read_is_never_served(cproxy, pg, table):
+@pytest.mark.parametrize("set_default", [
+    "SET default_transaction_isolation = 'repeatable read'",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+], ids=["default_transaction_isolation", "session_characteristics"])
+def test_session_default_repeatable_read_is_never_served(cproxy, pg, table, set_default):
     c, d = cproxy.connect(), pg.connect()
     sql = f"SELECT v FROM {table} WHERE id = 9"
     wait_cached(c, d, sql, f"UPDATE {table} SET v = v + 1 WHERE id = 9")
-    c.cursor().execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    c.cursor().execute(set_default)
     c.autocommit = False
     cur = c.cursor()
     cur.execute(sql)
