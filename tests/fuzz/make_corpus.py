@@ -4,8 +4,9 @@
 Run once from the repository root (/usr/bin/python3 tests/fuzz/make_corpus.py);
 the files it writes are committed.  Every seed is a real input: protocol
 byte streams as psql/libpq send them, SQL that clients send, SCRAM
-exchanges with a correct proof for the fixed secret in fuzz_scram.c, and
-URLs as found in configuration.
+exchanges with a correct proof for the fixed secret in fuzz_scram.c,
+URLs as found in configuration, and logical replication messages (some
+captured from a real walsender).
 """
 import base64
 import hashlib
@@ -238,8 +239,128 @@ def urls():
         write("fuzz_pgurl", name, text)
 
 
+# ---- logical replication (pgoutput, protocol 1) ------------------------------
+
+# Captured from a PostgreSQL 15 walsender (START_REPLICATION ... LOGICAL with
+# proto_version '1', publication_names 'p'): whole CopyData payloads for the
+# xlog_*/keepalive ones, the pgoutput message alone for the others.  Tables:
+# t (id bigint PK, name text, n int, m mood enum), full_t (a int, b text;
+# REPLICA IDENTITY FULL), big (id int PK, n int, doc text EXTERNAL).
+PGOUTPUT_REAL = {
+    "real_xlog_begin":
+        "77000000000193b118000000000193b118000303f0ceddc7c642000000000193"
+        "b1a0000303f0cedb4ce3000002ec",
+    "real_xlog_relation":
+        "7700000000000000000000000000000000000303f0ceddcb2652000040337075"
+        "626c696300626967006400030169640000000017ffffffff006e0000000017ff"
+        "ffffff00646f630000000019ffffffff",
+    "real_xlog_insert":
+        "77000000000193b118000000000193b118000303f0ceddcd8a49000040334e00"
+        "03740000000234337400000001337400000005736d616c6c",
+    "real_xlog_commit":
+        "77000000000193b1d0000000000193b1d0000303f0ceddce3243000000000001"
+        "93b1a0000000000193b1d0000303f0cedb4ce3",
+    "real_keepalive":
+        "6b000000000193b1d0000303f0ceddceaf00",
+    "real_type":
+        "59000040197075626c6963006d6f6f6400",
+    "real_relation":
+        "520000401f7075626c69630074006400040169640000000014ffffffff006e61"
+        "6d650000000019ffffffff006e0000000017ffffffff006d0000004019ffffff"
+        "ff",
+    "real_insert_min":
+        "490000401f4e000474000000142d393232333337323033363835343737353830"
+        "386e740000000232307400000003736164",
+    "real_update_key":
+        "550000401f4b00047400000001316e6e6e4e0004740000000132740000000375"
+        "6e6f7400000002313074000000026f6b",
+    "real_update_full":
+        "55000040264f00027400000001317400000001784e0002740000000131740000"
+        "000179",
+    "real_delete_full":
+        "44000040264f0002740000000131740000000179",
+    "real_message":
+        "4d010000000001932f48706678000000000568656c6c6f",
+    "real_truncate":
+        "5400000002020000401f00004026",
+    "real_origin":
+        "4f000000abcdef0123757073747265616d3100",
+    "real_update_toast":
+        "55000040334e000374000000013774000000013275",
+}
+
+
+def tuple_data(cols):
+    """TupleData: None is a NULL, "u" unchanged TOAST, str text, bytes binary."""
+    out = struct.pack("!H", len(cols))
+    for c in cols:
+        if c is None:
+            out += b"n"
+        elif c == "u":
+            out += b"u"
+        elif isinstance(c, bytes):
+            out += b"b" + struct.pack("!I", len(c)) + c
+        else:
+            out += b"t" + struct.pack("!I", len(c.encode())) + c.encode()
+    return out
+
+
+def xlogdata(start, end, ts, data):
+    return b"w" + struct.pack("!QQq", start, end, ts) + data
+
+
+def pgoutput():
+    t = "fuzz_pgoutput"
+    for name, h in PGOUTPUT_REAL.items():
+        write(t, name, bytes.fromhex(h))
+    ts = 764000000123456
+    rel = (b"R" + struct.pack("!I", 16415) + cstr("app") + cstr("users")
+           + b"d" + struct.pack("!H", 3)
+           + b"\1" + cstr("id") + struct.pack("!Ii", 20, -1)
+           + b"\0" + cstr("name") + struct.pack("!Ii", 1043, 68)
+           + b"\0" + cstr("doc") + struct.pack("!Ii", 17, -1))
+    ins = (b"I" + struct.pack("!I", 16415) + b"N"
+           + tuple_data(["42", None, b"\x00\x01"]))
+    seeds = {
+        "begin": b"B" + struct.pack("!QqI", 0x16B374D848, ts, 735),
+        "commit": b"C\0" + struct.pack("!QQq", 0x16B374D848, 0x16B374D878, ts),
+        "origin": b"O" + struct.pack("!Q", 0xABCDEF0123) + cstr("upstream1"),
+        "relation": rel,
+        "type": b"Y" + struct.pack("!I", 16409) + cstr("public") + cstr("mood"),
+        "insert": ins,
+        "update": b"U" + struct.pack("!I", 7) + b"N" + tuple_data(["1", "u"]),
+        "update_key": (b"U" + struct.pack("!I", 7) + b"K"
+                       + tuple_data(["1", None]) + b"N"
+                       + tuple_data(["2", "x"])),
+        "update_old": (b"U" + struct.pack("!I", 8) + b"O" + tuple_data(["a"])
+                       + b"N" + tuple_data(["b"])),
+        "delete": b"D" + struct.pack("!I", 9) + b"K" + tuple_data(["-5", None]),
+        "truncate": b"T" + struct.pack("!IB", 2, 1) + struct.pack(
+            "!II", 16415, 16422),
+        "message": (b"M\1" + struct.pack("!Q", 0x1932F48) + cstr("pfx")
+                    + struct.pack("!I", 5) + b"hello"),
+        "keepalive_reply": b"k" + struct.pack("!Qq", 0x16B374D848, ts) + b"\1",
+        "xlog_insert": xlogdata(0x16B374D848, 0x16B374D900, ts, ins),
+        "xlog_empty": xlogdata(1, 2, ts, b""),
+        "lsn": "16/B374D848",
+        # Damaged: truncated, a count over PGO_MAX_COLS, a string without
+        # its NUL, a trailing byte, a bad tuple kind, a v2 stream message.
+        "bad_truncated": rel[:-3],
+        "bad_ncols": (b"I" + struct.pack("!I", 1) + b"N"
+                      + struct.pack("!H", 1665) + b"n" * 1665),
+        "bad_no_nul": b"O" + struct.pack("!Q", 1) + b"upstream1",
+        "bad_trailing": ins + b"\0",
+        "bad_tuple_kind": b"I" + struct.pack("!I", 1) + b"N\0\1x",
+        "bad_stream_start": b"S" + struct.pack("!I", 735) + b"\1",
+        "bad_keepalive_long": b"k" + struct.pack("!Qq", 1, ts) + b"\0\0",
+    }
+    for name, data in seeds.items():
+        write(t, name, data)
+
+
 if __name__ == "__main__":
     protocol()
     sql()
     scram()
     urls()
+    pgoutput()
