@@ -11,6 +11,7 @@
 #include "analysis/catalog.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,16 +56,19 @@ struct cat_db {
 	uint64_t gen;			/* under the lock */
 	PGconn *conn;			/* the thread's only */
 	uint64_t failed_until_ms;	/* the thread's only */
+	_Atomic bool manage;		/* add tables to the publication */
 };
 
 struct catalog {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
+	pthread_cond_t fetched;		/* broadcast after every fetch */
 	struct cat_item *buckets[CAT_BUCKETS];
 	size_t nitems;
 	struct cat_item *qhead, *qtail;
 	struct cat_db *dbs;
 	struct pg_url url;
+	char publication[CAT_NAME];	/* "" = no stream: cover nothing */
 	pthread_t thread;
 	bool started, stopping;
 };
@@ -87,6 +91,7 @@ catalog_new(const struct pg_url *upstream)
 		return NULL;
 	pthread_mutex_init(&cat->lock, NULL);
 	pthread_cond_init(&cat->wake, NULL);
+	pthread_cond_init(&cat->fetched, NULL);
 	cat->url = *upstream;
 	return cat;
 }
@@ -106,6 +111,27 @@ find_db(struct catalog *cat, const char *db, bool create)
 	d->next = cat->dbs;
 	cat->dbs = d;
 	return d;
+}
+
+void
+catalog_set_publication(struct catalog *cat, const char *pub)
+{
+	snprintf(cat->publication, sizeof(cat->publication), "%s",
+		 pub ? pub : "");
+}
+
+void
+catalog_manage_publication(struct catalog *cat, const char *db, bool manage)
+{
+	struct cat_db *d;
+
+	pthread_mutex_lock(&cat->lock);
+	d = find_db(cat, db, true);
+	if (d && atomic_load(&d->manage) != manage) {
+		atomic_store(&d->manage, manage);
+		d->gen++;
+	}
+	pthread_mutex_unlock(&cat->lock);
 }
 
 static size_t
@@ -192,6 +218,31 @@ catalog_rel(struct catalog *cat, const char *db, const char *name,
 }
 
 enum cat_status
+catalog_rel_wait(struct catalog *cat, const char *db, const char *name,
+		 struct cat_rel *out, int timeout_ms)
+{
+	struct cat_item *it;
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&cat->lock);
+	while (!(it = lookup(cat, db, name, ITEM_REL)) && !cat->stopping &&
+	       pthread_cond_timedwait(&cat->fetched, &cat->lock,
+				      &deadline) == 0)
+		;
+	if (it)
+		*out = it->rel;
+	pthread_mutex_unlock(&cat->lock);
+	return it ? CAT_KNOWN : CAT_UNKNOWN;
+}
+
+enum cat_status
 catalog_func(struct catalog *cat, const char *db, const char *name,
 	     enum cat_func *out)
 {
@@ -262,8 +313,41 @@ static const char REL_READ_SQL[] =
 	"    OR (d.classid = 'pg_policy'::regclass AND d.objid IN"
 	"     (SELECT oid FROM pg_policy WHERE polrelid = c.oid)))"
 	"   AND (f.provolatile = 'v' OR (f.provolatile = 's'"
-	"    AND f.pronamespace <> 'pg_catalog'::regnamespace))) AS calls"
+	"    AND f.pronamespace <> 'pg_catalog'::regnamespace))) AS calls,"
+	"  c.oid"
 	" FROM deps JOIN pg_class c ON c.oid = deps.oid";
+
+/*
+ * Does publication $2 carry every change to relation $1 (all its leaf
+ * partitions), and does every leaf have a replica identity (adding one
+ * without would make UPDATE and DELETE on it fail)?
+ */
+static const char COVER_SQL[] =
+	"WITH leaves(relid) AS ("
+	" SELECT relid FROM pg_partition_tree($1::oid) WHERE isleaf"
+	" UNION SELECT $1::oid WHERE (SELECT relkind FROM pg_class"
+	"  WHERE oid = $1::oid) <> 'p'),"
+	" l AS (SELECT c.oid, c.relname, n.nspname, c.relreplident"
+	"  FROM leaves JOIN pg_class c ON c.oid = leaves.relid"
+	"  JOIN pg_namespace n ON n.oid = c.relnamespace)"
+	" SELECT n.nspname, c.relname,"
+	"  NOT EXISTS (SELECT 1 FROM l WHERE NOT EXISTS (SELECT 1"
+	"   FROM pg_publication_tables pt WHERE pt.pubname = $2"
+	"   AND pt.schemaname = l.nspname AND pt.tablename = l.relname)),"
+	"  NOT EXISTS (SELECT 1 FROM l WHERE NOT (l.relreplident IN ('f','i')"
+	"   OR (l.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i"
+	"    WHERE i.indrelid = l.oid AND i.indisprimary))))"
+	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE c.oid = $1::oid";
+
+/* Inheritance and partition ancestors of every relation of the name. */
+static const char UP_SQL[] =
+	"WITH RECURSIVE up(oid) AS ("
+	" SELECT i.inhparent FROM pg_inherits i JOIN pg_class c"
+	"  ON c.oid = i.inhrelid WHERE c.relname = $1"
+	" UNION SELECT i.inhparent FROM pg_inherits i"
+	"  JOIN up ON i.inhrelid = up.oid)"
+	" SELECT c.relname FROM up JOIN pg_class c ON c.oid = up.oid";
 
 /*
  * Everything a write to the name may change: the whole inheritance or
@@ -386,9 +470,9 @@ connect_db(struct catalog *cat, struct cat_db *d)
 }
 
 static PGresult *
-run(PGconn *conn, const char *sql, const char *param)
+run_params(PGconn *conn, const char *sql, int n, const char *const *params)
 {
-	PGresult *res = PQexecParams(conn, sql, 1, NULL, &param, NULL, NULL,
+	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL,
 				     0);
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -399,15 +483,89 @@ run(PGconn *conn, const char *sql, const char *param)
 	return res;
 }
 
+static PGresult *
+run(PGconn *conn, const char *sql, const char *param)
+{
+	return run_params(conn, sql, 1, &param);
+}
+
 static bool
 is_true(const PGresult *res, int row, int col)
 {
 	return PQgetvalue(res, row, col)[0] == 't';
 }
 
-static int
-fetch_rel(PGconn *conn, const char *db, const char *name, struct cat_rel *r)
+/*
+ * Does the stream carry every change to relation 'oid'?  With a managed
+ * publication, a table that has a replica identity is added to it.
+ */
+static bool
+covered(struct catalog *cat, struct cat_db *d, const char *oid, char kind)
 {
+	const char *params[2] = { oid, cat->publication };
+	PGconn *conn = d->conn;
+	PGresult *res;
+	char *nsp = NULL, *rel = NULL, sql[512];
+	bool ok;
+
+	if (kind == 'm') {	/* REFRESH is not in the stream */
+		return false;
+	}
+	if (!(res = run_params(conn, COVER_SQL, 2, params)))
+		return false;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return false;
+	}
+	if (is_true(res, 0, 2)) {
+		PQclear(res);
+		return true;
+	}
+	ok = atomic_load(&d->manage) && is_true(res, 0, 3);
+	if (!ok) {
+		log_warn("catalog: reads of %s.%s are not cached: %s",
+			 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+			 !is_true(res, 0, 3)
+				 ? "it has no replica identity (no primary key; "
+				   "ALTER TABLE ... REPLICA IDENTITY FULL would "
+				   "let pgvalet see its changes)"
+				 : "it is not in the publication pgvalet "
+				   "was told to use");
+		PQclear(res);
+		return false;
+	}
+	nsp = PQescapeIdentifier(conn, PQgetvalue(res, 0, 0),
+				 strlen(PQgetvalue(res, 0, 0)));
+	rel = PQescapeIdentifier(conn, PQgetvalue(res, 0, 1),
+				 strlen(PQgetvalue(res, 0, 1)));
+	PQclear(res);
+	if (!nsp || !rel) {
+		PQfreemem(nsp);
+		PQfreemem(rel);
+		return false;
+	}
+	snprintf(sql, sizeof(sql), "ALTER PUBLICATION \"%s\" ADD TABLE %s.%s",
+		 cat->publication, nsp, rel);
+	res = PQexec(conn, sql);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (ok)
+		log_info("catalog: %s.%s added to publication %s", nsp, rel,
+			 cat->publication);
+	else
+		log_warn("catalog: reads of %s.%s are not cached: %s: %s", nsp,
+			 rel, sql, PQerrorMessage(conn));
+	PQclear(res);
+	PQfreemem(nsp);
+	PQfreemem(rel);
+	return ok;
+}
+
+static int
+fetch_rel(struct catalog *cat, struct cat_db *d, const char *name,
+	  struct cat_rel *r)
+{
+	PGconn *conn = d->conn;
+	const char *db = d->name;
 	PGresult *res = run(conn, REL_READ_SQL, name);
 	int i, n;
 	char kind;
@@ -429,6 +587,9 @@ fetch_rel(PGconn *conn, const char *db, const char *name, struct cat_rel *r)
 			r->uncacheable = true;
 			break;
 		}
+		if (!r->uncacheable && cat->publication[0] &&
+		    !covered(cat, d, PQgetvalue(res, i, 4), kind))
+			r->uncacheable = true;
 		r->read_tags[r->n_read++] =
 			cache_tag_table(db, PQgetvalue(res, i, 0));
 	}
@@ -460,6 +621,13 @@ fetch_rel(PGconn *conn, const char *db, const char *name, struct cat_rel *r)
 		r->write_tags[r->n_write++] =
 			cache_tag_table(db, PQgetvalue(res, i, 0));
 	}
+	PQclear(res);
+	if (!(res = run(conn, UP_SQL, name)))
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n && r->n_up < CAT_MAX_TAGS; i++)
+		r->up_tags[r->n_up++] =
+			cache_tag_table(db, PQgetvalue(res, i, 0));
 	PQclear(res);
 	return 0;
 }
@@ -509,7 +677,7 @@ fetch(struct catalog *cat, struct cat_db *d, const struct cat_item *job,
 		return -1;
 	}
 	if (job->kind == ITEM_REL)
-		rc = fetch_rel(d->conn, d->name, job->name, &out->rel);
+		rc = fetch_rel(cat, d, job->name, &out->rel);
 	else if (job->kind == ITEM_FUNC)
 		rc = fetch_func(d->conn, job->name, &out->func);
 	else
@@ -545,6 +713,7 @@ catalog_thread(void *arg)
 		pthread_mutex_unlock(&cat->lock);
 		rc = d ? fetch(cat, d, &job, &job) : -1;
 		pthread_mutex_lock(&cat->lock);
+		pthread_cond_broadcast(&cat->fetched);
 		if (it->queued || it->gen != job.gen)
 			continue;	/* asked for again meanwhile */
 		if (rc || !d || d->gen != job.gen) {
@@ -583,6 +752,7 @@ catalog_free(struct catalog *cat)
 		pthread_mutex_lock(&cat->lock);
 		cat->stopping = true;
 		pthread_cond_signal(&cat->wake);
+		pthread_cond_broadcast(&cat->fetched);
 		pthread_mutex_unlock(&cat->lock);
 		pthread_join(cat->thread, NULL);
 	}
@@ -598,6 +768,7 @@ catalog_free(struct catalog *cat)
 		free(d);
 	}
 	pthread_cond_destroy(&cat->wake);
+	pthread_cond_destroy(&cat->fetched);
 	pthread_mutex_destroy(&cat->lock);
 	free(cat);
 }

@@ -45,8 +45,12 @@ struct cat_rel {
 				   are tagged by its value */
 	uint8_t n_read;		/* 0 with !uncacheable: nothing to tag */
 	uint8_t n_write;
+	uint8_t n_up;
 	uint64_t read_tags[CAT_MAX_TAGS];	/* base relations read */
 	uint64_t write_tags[CAT_MAX_TAGS];	/* relations a write may change */
+	uint64_t up_tags[CAT_MAX_TAGS];	/* inheritance/partition ancestors:
+					   a row change here changes them;
+					   n_up == CAT_MAX_TAGS: maybe more */
 };
 
 /* A function name, over all its overloads. */
@@ -59,12 +63,37 @@ enum cat_func {
 
 /* NULL on OOM.  The upstream URL gives host, port, user, password, TLS. */
 struct catalog *catalog_new(const struct pg_url *upstream);
+/*
+ * Reads are cached only when the logical replication stream carries every
+ * change to what they read: every base table they read must be in
+ * publication 'pub' (a materialized view never is: REFRESH is not in the
+ * stream).  NULL (the default) checks nothing: no stream is used.  Call
+ * before catalog_start().
+ */
+void catalog_set_publication(struct catalog *cat, const char *pub);
+/*
+ * Is the publication in 'db' pgvalet's own?  Then the catalog adds a
+ * table that has a replica identity to it the first time the table is
+ * read; a table without one is left out (adding it would make UPDATE and
+ * DELETE on it fail) and reads of it are not cached.  Not managed (the
+ * default): tables outside the publication are simply not cached.
+ * Changing it forgets the database's facts.
+ */
+void catalog_manage_publication(struct catalog *cat, const char *db,
+				bool manage);
 /* Start the fetching thread; -1 if it cannot be created. */
 int catalog_start(struct catalog *cat);
 void catalog_free(struct catalog *cat);
 
 enum cat_status catalog_rel(struct catalog *cat, const char *db,
 			    const char *name, struct cat_rel *out);
+/*
+ * catalog_rel() for a thread that may block (the replication consumer):
+ * waits up to timeout_ms for the facts to be fetched.
+ */
+enum cat_status catalog_rel_wait(struct catalog *cat, const char *db,
+				 const char *name, struct cat_rel *out,
+				 int timeout_ms);
 enum cat_status catalog_func(struct catalog *cat, const char *db,
 			     const char *name, enum cat_func *out);
 

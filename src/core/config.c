@@ -68,6 +68,8 @@ enum { DAY_MS = 24 * 60 * 60 * 1000 };
 
 static const char *const pool_mode_names[] = { "session", "transaction",
 					       NULL };
+static const char *const invalidation_names[] = { "wal", "ttl", NULL };
+_Static_assert(sizeof(enum invalidation) == sizeof(int), "enum is not an int");
 
 static const struct opt options[] = {
 	{ .name = "upstream", .short_name = 'u', .type = OPT_URL,
@@ -122,6 +124,29 @@ static const struct opt options[] = {
 	  .def = "0", .min = 0, .max = DAY_MS, FIELD(cache_ttl_ms),
 	  .help = "drop cached results older than this (0 = only "
 		  "invalidation removes them)" },
+	{ .name = "invalidation", .type = OPT_ENUM, .metavar = "wal|ttl",
+	  .def = "wal", .choices = invalidation_names, FIELD(invalidation),
+	  .help = "how writes that bypass the proxy reach the cache: wal "
+		  "(Postgres' logical replication stream; needs wal_level = "
+		  "logical and the REPLICATION attribute) or ttl (they don't: "
+		  "results may be stale for up to --cache-ttl)" },
+	{ .name = "publication", .type = OPT_STRING, .flags = OPT_NONEMPTY,
+	  .metavar = "NAME", .def = "pgvalet", FIELD(publication),
+	  .help = "publication the stream reads; created (and managed: "
+		  "tables are added as they are read) when missing" },
+	{ .name = "replication-slot", .type = OPT_STRING, .metavar = "NAME",
+	  .def = "", FIELD(replication_slot),
+	  .help = "a permanent slot, created once and resumed after "
+		  "restarts (default: a temporary slot per start)" },
+	{ .name = "push-port", .type = OPT_INT, .metavar = "N", .def = "-1",
+	  .min = -1, .max = 65535, FIELD(push_port),
+	  .help = "loopback TCP port of the push channel that streams "
+		  "invalidations to in-process caches (-1 = --port + 2, "
+		  "0 = none)" },
+	{ .name = "push-socket-dir", .type = OPT_STRING, .metavar = "DIR",
+	  .def = "/tmp", FIELD(push_socket_dir),
+	  .help = "directory of the push channel's unix socket "
+		  ".s.PGVALET.<push port> (\"\" = none)" },
 	{ .name = "debug-skip-invalidation", .type = OPT_INT, .metavar = "0|1",
 	  .def = "0", .min = 0, .max = 1, FIELD(debug_skip_invalidation),
 	  .help = "TESTING ONLY: never invalidate cached results, so the "
@@ -795,6 +820,13 @@ check_final(struct loader *ld)
 	if (cfg->upstream_raw[0] == '\0') {
 		fail(ld, "missing required setting: upstream (--upstream or "
 			 "PGVALET_UPSTREAM)");
+		return -1;
+	}
+	if (cfg->invalidation == INVALIDATION_TTL && cfg->cache_size &&
+	    cfg->cache_ttl_ms == 0) {
+		fail(ld, "invalid value for invalidation: 'ttl' needs "
+			 "cache-ttl (e.g. --cache-ttl 30s): nothing else would "
+			 "ever drop a result changed behind the proxy");
 		return -1;
 	}
 	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0')) {

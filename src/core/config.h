@@ -17,6 +17,7 @@
 #include "core/pgurl.h"
 
 enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION = 1 };
+enum invalidation { INVALIDATION_WAL = 0, INVALIDATION_TTL = 1 };
 
 struct config {
 	struct pg_url upstream;		/* --upstream (required) */
@@ -34,6 +35,11 @@ struct config {
 	uint64_t cache_size;		/* --cache-size bytes, 256MB; 0 = off */
 	uint64_t cache_max_entry;	/* --cache-max-entry bytes, 1MB */
 	int cache_ttl_ms;		/* --cache-ttl, 0 = none */
+	enum invalidation invalidation;	/* --invalidation, default wal */
+	char publication[64];		/* --publication, default pgvalet */
+	char replication_slot[64];	/* --replication-slot, "" = temporary */
+	int push_port;			/* --push-port, -1 = port + 2, 0 = off */
+	char push_socket_dir[256];	/* --push-socket-dir, "" = none */
 	int debug_skip_invalidation;	/* testing the consistency checker */
 	int verbose;			/* -v (repeatable) / --verbose N */
 	char auth_file[512];		/* --auth-file, optional */

@@ -20,6 +20,8 @@
 #include "cache/store.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "invalidate/push.h"
+#include "invalidate/stream.h"
 #include "net/tls.h"
 #include "pool/backend.h"
 #include "pool/pool.h"
@@ -204,6 +206,65 @@ resolve_upstream(struct server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+static int open_listener(const struct config *cfg, bool reuseport, char *err,
+			 size_t errlen);
+
+/* The push channel: loopback TCP on --push-port, a unix socket. */
+static int
+init_push(struct server *srv, char *err, size_t errlen)
+{
+	const struct config *cfg = &srv->cfg;
+	struct push_config pc = { .tcp_addr = "127.0.0.1" };
+
+	pc.tcp_port = cfg->push_port < 0 ? cfg->port + 2 : cfg->push_port;
+	if (pc.tcp_port > 65535) {
+		snprintf(err, errlen, "invalid value for push-port: %d + 2 is"
+			 " not a port (set --push-port)", cfg->port);
+		return -1;
+	}
+	if (cfg->push_socket_dir[0] && pc.tcp_port) {
+		if ((size_t)snprintf(pc.unix_path, sizeof(pc.unix_path),
+				     "%s/.s.PGVALET.%d", cfg->push_socket_dir,
+				     pc.tcp_port) >= sizeof(pc.unix_path)) {
+			snprintf(err, errlen, "invalid value for "
+				 "push-socket-dir: '%s' (too long)",
+				 cfg->push_socket_dir);
+			return -1;
+		}
+	}
+	if (!pc.tcp_port)
+		return 0;
+	srv->push = push_new(&pc, err, errlen);
+	return srv->push ? 0 : -1;
+}
+
+/* Logical replication consumers, after checking what they need. */
+static int
+init_streams(struct server *srv, char *err, size_t errlen)
+{
+	const struct config *cfg = &srv->cfg;
+	struct stream_config sc = {
+		.upstream = cfg->upstream,
+		.cache = srv->cache,
+		.cat = srv->catalog,
+		.push = srv->push,
+	};
+
+	snprintf(sc.publication, sizeof(sc.publication), "%s",
+		 cfg->publication);
+	snprintf(sc.slot, sizeof(sc.slot), "%s", cfg->replication_slot);
+	if (stream_preflight(&sc, err, errlen))
+		return -1;
+	catalog_set_publication(srv->catalog, cfg->publication);
+	srv->streams = stream_set_new(&sc);
+	if (!srv->streams) {
+		snprintf(err, errlen, "out of memory for the replication "
+			 "stream");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * The result cache works in transaction pooling mode, where the proxy
  * follows every statement's text; in session mode it stays off.
@@ -232,13 +293,24 @@ init_cache(struct server *srv, char *err, size_t errlen)
 			 (unsigned long long)cfg->cache_size);
 		return -1;
 	}
-	return 0;
+	if (init_push(srv, err, errlen))
+		return -1;
+	if (cfg->invalidation == INVALIDATION_TTL) {
+		log_warn("--invalidation ttl: writes that bypass pgvalet (psql, "
+			 "cron jobs, other services) are NOT seen; their rows "
+			 "may be served stale for up to %d ms (--cache-ttl)",
+			 cfg->cache_ttl_ms);
+		return 0;
+	}
+	return init_streams(srv, err, errlen);
 }
 
 int
 server_init(struct server *srv, const struct config *cfg, char *err,
 	    size_t errlen)
 {
+	int fd;
+
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = *cfg;
 	pthread_mutex_init(&srv->pools_lock, NULL);
@@ -257,6 +329,12 @@ server_init(struct server *srv, const struct config *cfg, char *err,
 		if (!srv->upstream_tls)
 			return -1;
 	}
+	/* The port must be ours (not another pgvalet's) before anything
+	 * else listens or connects; the workers open their own sockets. */
+	fd = open_listener(cfg, false, err, errlen);
+	if (fd < 0)
+		return -1;
+	close(fd);
 	return init_cache(srv, err, errlen);
 }
 
@@ -280,6 +358,9 @@ server_free(struct server *srv)
 		pthread_mutex_destroy(&sp->key_lock);
 		free(sp);
 	}
+	stream_set_free(srv->streams);	/* its threads use what follows */
+	if (srv->push)
+		push_free(srv->push);
 	plan_table_free(srv->plans);
 	catalog_free(srv->catalog);
 	if (srv->cache)
@@ -623,10 +704,43 @@ print_banner(const struct server *srv)
 	if (cfg->debug_skip_invalidation)
 		log_warn("--debug-skip-invalidation: cached results are NEVER "
 			 "invalidated; stale reads will be served (testing only)");
-	log_warn("writes that bypass this proxy are not seen: a result they "
-		 "change stays cached%s",
-		 cfg->cache_ttl_ms ? " until --cache-ttl" :
-		 " (set --cache-ttl to bound it)");
+	if (srv->streams)
+		log_info("writes that bypass the proxy: from the logical "
+			 "replication stream (publication %s, %s slot)",
+			 cfg->publication, cfg->replication_slot[0] ?
+			 cfg->replication_slot : "temporary");
+	if (srv->push) {
+		int port = cfg->push_port < 0 ? cfg->port + 2 : cfg->push_port;
+
+		if (cfg->push_socket_dir[0])
+			log_info("push channel for in-process caches on "
+				 "127.0.0.1:%d and %s/.s.PGVALET.%d", port,
+				 cfg->push_socket_dir, port);
+		else
+			log_info("push channel for in-process caches on "
+				 "127.0.0.1:%d", port);
+	}
+}
+
+static void
+log_stream_stats(const struct server *srv)
+{
+	struct stream_stats st;
+
+	if (!srv->streams)
+		return;
+	stream_set_stats(srv->streams, &st);
+	log_info("stream: %u database%s (%u up), %llu transactions, %llu row "
+		 "and %llu table evictions, %llu flushes, %llu reconnects, "
+		 "lag %llu bytes / %llu ms",
+		 st.databases, st.databases == 1 ? "" : "s", st.up,
+		 (unsigned long long)st.transactions,
+		 (unsigned long long)st.row_evictions,
+		 (unsigned long long)st.table_evictions,
+		 (unsigned long long)st.flushes,
+		 (unsigned long long)st.reconnects,
+		 (unsigned long long)st.lag_bytes,
+		 (unsigned long long)st.lag_ms);
 }
 
 static void
@@ -636,6 +750,7 @@ log_cache_stats(const struct server *srv)
 
 	if (!srv->cache)
 		return;
+	log_stream_stats(srv);
 	cache_store_stats(srv->cache, &st);
 	log_info("cache: %llu hits, %llu misses, %llu stores, %llu stale "
 		 "(not stored), %llu too big, %llu evicted (%llu capacity, "
@@ -659,12 +774,6 @@ server_run(struct server *srv)
 	sigset_t set;
 	int i, sig;
 
-	i = open_listener(&srv->cfg, false, err, sizeof(err));
-	if (i < 0) {
-		log_error("%s", err);
-		return -1;
-	}
-	close(i);	/* the port is ours: now open the workers' sockets */
 	srv->nworkers = srv->cfg.workers;
 	srv->workers = calloc((size_t)srv->nworkers, sizeof(*srv->workers));
 	if (!srv->workers)
@@ -682,6 +791,16 @@ server_run(struct server *srv)
 	signal(SIGPIPE, SIG_IGN);
 	if (srv->catalog && catalog_start(srv->catalog)) {
 		log_error("cannot start the catalog thread");
+		return -1;
+	}
+	if (srv->push && push_start(srv->push)) {
+		log_error("cannot start the push channel's thread");
+		return -1;
+	}
+	/* the URL's database streams from the start; others on first use */
+	if (srv->streams && !stream_db_get(srv->streams,
+					   srv->cfg.upstream.dbname)) {
+		log_error("cannot start the replication stream");
 		return -1;
 	}
 	for (i = 0; i < srv->nworkers; i++)

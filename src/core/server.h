@@ -26,6 +26,8 @@ struct server;
 struct cache_store;
 struct catalog;
 struct plan_table;
+struct stream_set;
+struct push;
 struct cache_wait;
 
 /* Someone allowed to log in: the upstream URL's user or an auth-file one. */
@@ -112,6 +114,10 @@ struct server {
 	struct cache_store *cache;
 	struct catalog *catalog;
 	struct plan_table *plans;
+	/* Writes that bypass the proxy (NULL with --invalidation ttl), and
+	 * the channel telling in-process caches what changed (NULL: off). */
+	struct stream_set *streams;
+	struct push *push;
 };
 
 /* Build everything from cfg: resolve, TLS, auth file; -1 with err set. */

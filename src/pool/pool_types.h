@@ -23,6 +23,7 @@
 #include "proto/scram.h"
 
 struct worker;
+struct stream_db;
 struct shared_pool;
 struct capture;
 struct plan;
@@ -104,6 +105,7 @@ struct client {
 	struct pool *pool;
 	struct backend *srv;
 	struct cancel_slot *cancel;
+	struct stream_db *stream;	/* its database's stream, or NULL */
 	struct stmt_map stmts;		/* virtualised names (transaction) */
 	struct guc_state startup_settings;	/* from the start-up packet */
 	struct guc_state settings;		/* committed session state */

@@ -15,6 +15,8 @@
 #include "cache/tags.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "invalidate/push.h"
+#include "invalidate/stream.h"
 #include "net/tls.h"
 #include "pool/backend.h"
 #include "pool/pool.h"
@@ -533,6 +535,13 @@ logged_in(struct client *cl)
 	if (cache_of(cl)) {	/* have the catalog learn what BEGIN means */
 		bool rc;
 
+		if (cl->w->srv->streams &&
+		    !(cl->stream = stream_db_get(cl->w->srv->streams,
+						 cl->database))) {
+			fatal(cl, "53200", "out of memory");
+			return;
+		}
+
 		(void)catalog_read_committed(cl->w->srv->catalog, cl->database,
 					     cl->user, &rc);
 	}
@@ -714,6 +723,23 @@ cache_of(const struct client *cl)
 	return cl->w->srv->cache;
 }
 
+/*
+ * Plan a statement for this client.  Reads are cacheable only while the
+ * replication stream of the client's database is up: a write that
+ * bypasses the proxy could not evict them otherwise.
+ */
+static void
+plan_stmt(struct client *cl, const char *text, size_t len,
+	  const uint8_t *bind, size_t bind_len, struct plan *out)
+{
+	plan_make(cl->w->srv->plans, cl->database, text, len, bind, bind_len,
+		  out);
+	if (out->cacheable && cl->stream && !stream_db_up(cl->stream)) {
+		out->cacheable = false;
+		out->n_tags = 0;
+	}
+}
+
 /* What a statement's transaction must invalidate when it ends. */
 static void
 note_writes(struct client *cl, const struct plan *p)
@@ -759,8 +785,14 @@ invalidate_dirty(struct client *cl)
 	if (cl->dirty_flood || cl->dirty_forget) {
 		tag = cache_tag_db(cl->database);
 		cache_tag_bump(srv->cache, &tag, 1);
+		if (srv->push)
+			push_flush(srv->push, cl->database,
+				   "a write through the proxy");
 	} else if (cl->n_dirty) {
 		cache_tag_bump(srv->cache, cl->dirty, cl->n_dirty);
+		if (srv->push)
+			push_tags(srv->push, cl->database, cl->dirty,
+				  cl->n_dirty, "proxy");
 	}
 	if (cl->dirty_forget)
 		catalog_forget(srv->catalog, cl->database);
@@ -1113,7 +1145,7 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 	if (f->type != 'Q' || !cache_of(cl) || cl->pinned || cl->in_block ||
 	    !f->body_len || f->body[f->body_len - 1] != 0)
 		return false;
-	plan_make(cl->w->srv->plans, cl->database, text, f->body_len - 1,
+	plan_stmt(cl, text, f->body_len - 1,
 		  NULL, 0, &plan);
 	if ((tag = lazy_tag(cl, &plan, text)) && lazy_apply(cl, tag, text) == 0) {
 		send_ready(cl, lazy_status(cl));
@@ -1165,7 +1197,7 @@ plan_query(struct client *cl, const char *text, size_t len,
 		/* answer_from_cache planned it this very turn of the loop */
 		plan = *cl->read_plan;
 	} else {
-		plan_make(srv->plans, cl->database, text, len, NULL, 0, &plan);
+		plan_stmt(cl, text, len, NULL, 0, &plan);
 	}
 	cl->read_plan_len = 0;
 	note_writes(cl, &plan);
@@ -1372,7 +1404,7 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 		cl->group_capture = NULL;
 		return false;
 	}
-	plan_make(srv->plans, cl->database, g.text, strlen(g.text),
+	plan_stmt(cl, g.text, strlen(g.text),
 		  g.bind_rest, g.bind_rest_len, &plan);
 	if ((tag = lazy_tag(cl, &plan, g.text))) {
 		if (g.has_parse && remember_unnamed(cl, &g))
@@ -1451,8 +1483,7 @@ answer_failed_block(struct client *cl, const struct msg_frame *f)
 	if (f->type == 'Q') {
 		struct plan plan;
 
-		plan_make(cl->w->srv->plans, cl->database,
-			  (const char *)f->body, f->body_len - 1, NULL, 0,
+		plan_stmt(cl, (const char *)f->body, f->body_len - 1, NULL, 0,
 			  &plan);
 		if (lazy_end_tag(cl, &plan, (const char *)f->body))
 			return false;	/* ROLLBACK: the lazy path ends it */
@@ -1465,7 +1496,7 @@ answer_failed_block(struct client *cl, const struct msg_frame *f)
 		struct plan plan;
 
 		if (read_group(cl, &g)) {
-			plan_make(cl->w->srv->plans, cl->database, g.text,
+			plan_stmt(cl, g.text,
 				  strlen(g.text), NULL, 0, &plan);
 			if (lazy_end_tag(cl, &plan, g.text))
 				return false;
@@ -1510,7 +1541,7 @@ plan_portal(struct client *cl, const char *portal, const char *text,
 		return 0;
 	if (cl->group_capture && !*portal)
 		return 0;	/* a group planned as a cacheable read */
-	plan_make(cl->w->srv->plans, cl->database, text, strlen(text), bind,
+	plan_stmt(cl, text, strlen(text), bind,
 		  bind_len, &plan);
 	if (!plan.cacheable)
 		cl->block_clean = false;

@@ -286,7 +286,7 @@ def proxy(pg, proxy_log_dir, request):
 
 
 def drop_inactive_slots(cluster):
-    """Keep the replication-slot budget (10) for the next proxy."""
+    """Keep the replication-slot budget (20) for the next proxy."""
     try:
         c = cluster.connect()
         try:

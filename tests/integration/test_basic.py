@@ -200,7 +200,7 @@ def test_second_proxy_on_a_taken_port_refuses_to_start(proxy):
          "--port", str(first.port), "--workers", "2"],
         capture_output=True, text=True, timeout=10)
     assert second.returncode != 0
-    assert "Address already in use" in second.stderr
+    assert "Address already in use" in second.stderr, second.stderr
     conn = first.connect()          # the first one still serves
     cur = conn.cursor()
     cur.execute("SELECT 41 + 1")

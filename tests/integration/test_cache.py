@@ -49,9 +49,16 @@ def assert_not_cached(pconn, direct, sql, bump_sql, expected):
     assert one(pconn, sql) == expected
 
 
+# These tests probe the cache with writes that bypass the proxy (a direct
+# connection changes a row; an answer that stays the same came from the
+# cache).  So the proxy must NOT see those writes: TTL mode with a long TTL.
+# test_stream.py covers what the replication stream does with them.
+BLIND = ["--invalidation", "ttl", "--cache-ttl", "1h"]
+
+
 @pytest.fixture
 def cproxy(proxy):
-    return proxy(pool_mode="transaction")
+    return proxy(pool_mode="transaction", extra=BLIND)
 
 
 @pytest.fixture
@@ -258,7 +265,7 @@ def test_ddl_through_the_proxy_invalidates(cproxy, pg, table):
 
 
 def test_results_over_max_entry_are_not_stored(proxy, pg, table):
-    p = proxy(pool_mode="transaction", extra=["--cache-max-entry", "2kB"])
+    p = proxy(pool_mode="transaction", extra=BLIND + ["--cache-max-entry", "2kB"])
     c, d = p.connect(), pg.connect()
     wait_cached(c, d, f"SELECT v FROM {table} WHERE id = 8", f"UPDATE {table} SET v = v + 1 WHERE id = 8")
     big = f"SELECT repeat(note, 2000) FROM {table} WHERE id = 9"  # 4 kB
@@ -290,7 +297,7 @@ def test_errors_are_not_cached(cproxy, pg, uniq):
 
 
 def test_cache_off_with_size_zero(proxy, pg, table):
-    p = proxy(pool_mode="transaction", extra=["--cache-size", "0"])
+    p = proxy(pool_mode="transaction", extra=BLIND + ["--cache-size", "0"])
     c, d = p.connect(), pg.connect()
     assert_not_cached(c, d, f"SELECT v FROM {table} WHERE id = 1",
                       f"UPDATE {table} SET v = 5150 WHERE id = 1", 5150)
@@ -526,7 +533,7 @@ def test_memory_cap_holds_under_distinct_queries(proxy, pg, table):
     if "/asan/" in (conftest.BINARY or ""):
         pytest.skip("ASan's quarantine keeps freed memory resident: RSS says nothing here")
     cap_mib = 16
-    p = proxy(pool_mode="transaction", extra=["--cache-size", f"{cap_mib}MB"])
+    p = proxy(pool_mode="transaction", extra=BLIND + ["--cache-size", f"{cap_mib}MB"])
     c = p.connect()
     one(c, f"SELECT v FROM {table} WHERE id = 1")
     time.sleep(0.3)
@@ -605,7 +612,7 @@ def test_session_default_repeatable_read_is_never_served(cproxy, pg, table, set_
 
 
 def test_pool_timeout_inside_a_lazy_block_fails_the_block(proxy, pg, table):
-    p = proxy(pool_mode="transaction", pool_size=1, extra=["--pool-timeout", "1s"])
+    p = proxy(pool_mode="transaction", pool_size=1, extra=BLIND + ["--pool-timeout", "1s"])
     c = p.connect(autocommit=False)
     cur = c.cursor()
     cur.execute("SELECT 1")  # the proxy learns BEGIN is READ COMMITTED here
@@ -652,7 +659,7 @@ def test_database_default_repeatable_read_disables_lazy_begin(cproxy, pg, uniq):
 
 def test_waiters_behind_a_failed_leader_are_released(proxy, pg, table):
     import threading
-    p = proxy(pool_mode="transaction", pool_size=1, extra=["--pool-timeout", "1s"])
+    p = proxy(pool_mode="transaction", pool_size=1, extra=BLIND + ["--pool-timeout", "1s"])
     sql = f"SELECT v, %s FROM {table} WHERE id = 1"
     with psycopg.connect(p.dsn, autocommit=True) as warm:  # catalog learns the table
         warm.execute(sql, (0,)).fetchone()
