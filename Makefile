@@ -11,7 +11,7 @@
 BUILD   ?= release
 PYTHON  ?= /usr/bin/python3
 O       := build$(if $(filter release,$(BUILD)),,/$(BUILD))
-PKGS    := openssl inih libxxhash libpq
+PKGS    := openssl inih libxxhash libpq hiredis
 # libpg_query.so carries its own protobuf-c runtime: only the headers are needed.
 HDR_PKGS := libprotobuf-c
 CC      ?= gcc

@@ -147,6 +147,11 @@ static const struct opt options[] = {
 	  .def = "/tmp", FIELD(push_socket_dir),
 	  .help = "directory of the push channel's unix socket "
 		  ".s.PGVALET.<push port> (\"\" = none)" },
+	{ .name = "bus", .type = OPT_STRING, .metavar = "URL", .def = "",
+	  FIELD(bus),
+	  .help = "redis://[:password@]host[:port][/db]: proxies sharing a "
+		  "database tell each other at once what writes through them "
+		  "evicted (each still reads the replication stream)" },
 	{ .name = "debug-skip-invalidation", .type = OPT_INT, .metavar = "0|1",
 	  .def = "0", .min = 0, .max = 1, FIELD(debug_skip_invalidation),
 	  .help = "TESTING ONLY: never invalidate cached results, so the "

@@ -40,6 +40,7 @@ struct config {
 	char replication_slot[64];	/* --replication-slot, "" = temporary */
 	int push_port;			/* --push-port, -1 = port + 2, 0 = off */
 	char push_socket_dir[256];	/* --push-socket-dir, "" = none */
+	char bus[512];			/* --bus redis://..., "" = none */
 	int debug_skip_invalidation;	/* testing the consistency checker */
 	int verbose;			/* -v (repeatable) / --verbose N */
 	char auth_file[512];		/* --auth-file, optional */

@@ -20,6 +20,7 @@
 #include "cache/store.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "invalidate/bus.h"
 #include "invalidate/push.h"
 #include "invalidate/stream.h"
 #include "net/tls.h"
@@ -295,6 +296,9 @@ init_cache(struct server *srv, char *err, size_t errlen)
 	}
 	if (init_push(srv, err, errlen))
 		return -1;
+	if (cfg->bus[0] &&
+	    !(srv->bus = bus_new(cfg->bus, srv->cache, srv->push, err, errlen)))
+		return -1;
 	if (cfg->invalidation == INVALIDATION_TTL) {
 		log_warn("--invalidation ttl: writes that bypass pgvalet (psql, "
 			 "cron jobs, other services) are NOT seen; their rows "
@@ -359,6 +363,7 @@ server_free(struct server *srv)
 		free(sp);
 	}
 	stream_set_free(srv->streams);	/* its threads use what follows */
+	bus_free(srv->bus);
 	if (srv->push)
 		push_free(srv->push);
 	plan_table_free(srv->plans);
@@ -744,6 +749,23 @@ log_stream_stats(const struct server *srv)
 }
 
 static void
+log_bus_stats(const struct server *srv)
+{
+	struct bus_stats st;
+
+	if (!srv->bus)
+		return;
+	bus_get_stats(srv->bus, &st);
+	log_info("bus: %s, %llu published, %llu received (%llu tags "
+		 "applied), %llu dropped, %llu reconnects",
+		 st.up ? "up" : "down", (unsigned long long)st.published,
+		 (unsigned long long)st.received,
+		 (unsigned long long)st.applied_tags,
+		 (unsigned long long)st.dropped,
+		 (unsigned long long)st.reconnects);
+}
+
+static void
 log_cache_stats(const struct server *srv)
 {
 	struct cache_stats st;
@@ -751,6 +773,7 @@ log_cache_stats(const struct server *srv)
 	if (!srv->cache)
 		return;
 	log_stream_stats(srv);
+	log_bus_stats(srv);
 	cache_store_stats(srv->cache, &st);
 	log_info("cache: %llu hits, %llu misses, %llu stores, %llu stale "
 		 "(not stored), %llu too big, %llu evicted (%llu capacity, "
@@ -791,6 +814,10 @@ server_run(struct server *srv)
 	signal(SIGPIPE, SIG_IGN);
 	if (srv->catalog && catalog_start(srv->catalog)) {
 		log_error("cannot start the catalog thread");
+		return -1;
+	}
+	if (srv->bus && bus_start(srv->bus)) {
+		log_error("cannot start the bus thread");
 		return -1;
 	}
 	if (srv->push && push_start(srv->push)) {

@@ -28,6 +28,7 @@ struct catalog;
 struct plan_table;
 struct stream_set;
 struct push;
+struct bus;
 struct cache_wait;
 
 /* Someone allowed to log in: the upstream URL's user or an auth-file one. */
@@ -118,6 +119,7 @@ struct server {
 	 * the channel telling in-process caches what changed (NULL: off). */
 	struct stream_set *streams;
 	struct push *push;
+	struct bus *bus;		/* --bus: other proxies (NULL: none) */
 };
 
 /* Build everything from cfg: resolve, TLS, auth file; -1 with err set. */

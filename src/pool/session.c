@@ -15,6 +15,7 @@
 #include "cache/tags.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "invalidate/bus.h"
 #include "invalidate/push.h"
 #include "invalidate/stream.h"
 #include "net/tls.h"
@@ -788,11 +789,16 @@ invalidate_dirty(struct client *cl)
 		if (srv->push)
 			push_flush(srv->push, cl->database,
 				   "a write through the proxy");
+		if (srv->bus)
+			bus_publish(srv->bus, cl->database, NULL, 0);
 	} else if (cl->n_dirty) {
 		cache_tag_bump(srv->cache, cl->dirty, cl->n_dirty);
 		if (srv->push)
 			push_tags(srv->push, cl->database, cl->dirty,
 				  cl->n_dirty, "proxy");
+		if (srv->bus)
+			bus_publish(srv->bus, cl->database, cl->dirty,
+				    cl->n_dirty);
 	}
 	if (cl->dirty_forget)
 		catalog_forget(srv->catalog, cl->database);
