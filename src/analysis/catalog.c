@@ -68,7 +68,8 @@ struct catalog {
 	struct cat_item *qhead, *qtail;
 	struct cat_db *dbs;
 	struct pg_url url;
-	char publication[CAT_NAME];	/* "" = no stream: cover nothing */
+	enum cat_cover cover;
+	char publication[CAT_NAME];
 	pthread_t thread;
 	bool started, stopping;
 };
@@ -114,14 +115,15 @@ find_db(struct catalog *cat, const char *db, bool create)
 }
 
 void
-catalog_set_publication(struct catalog *cat, const char *pub)
+catalog_set_coverage(struct catalog *cat, enum cat_cover how, const char *pub)
 {
+	cat->cover = how;
 	snprintf(cat->publication, sizeof(cat->publication), "%s",
 		 pub ? pub : "");
 }
 
 void
-catalog_manage_publication(struct catalog *cat, const char *db, bool manage)
+catalog_manage_coverage(struct catalog *cat, const char *db, bool manage)
 {
 	struct cat_db *d;
 
@@ -340,6 +342,26 @@ static const char COVER_SQL[] =
 	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
 	" WHERE c.oid = $1::oid";
 
+/*
+ * Relation $1's qualified name, whether it has all four pgvalet NOTIFY
+ * triggers, and the column its rows are keyed by (as KEY_SQL).
+ */
+static const char TRIGGERS_SQL[] =
+	"SELECT format('%I.%I', n.nspname, c.relname),"
+	" (SELECT count(*) = 4 FROM pg_trigger t WHERE t.tgrelid = c.oid"
+	"  AND t.tgname IN ('pgvalet_ins', 'pgvalet_upd', 'pgvalet_del',"
+	"   'pgvalet_trunc')),"
+	" (SELECT a.attname FROM pg_index i"
+	"  JOIN pg_attribute a ON a.attrelid = i.indrelid"
+	"   AND a.attnum = i.indkey[0]"
+	"  WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1"
+	"   AND i.indpred IS NULL AND i.indexprs IS NULL"
+	"   AND a.atttypid IN ('int2'::regtype, 'int4'::regtype,"
+	"    'int8'::regtype)"
+	"  ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1)"
+	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE c.oid = $1::oid";
+
 /* Inheritance and partition ancestors of every relation of the name. */
 static const char UP_SQL[] =
 	"WITH RECURSIVE up(oid) AS ("
@@ -372,7 +394,7 @@ static const char REL_WRITE_SQL[] =
 	" UNION SELECT e.dst FROM w JOIN edges e ON e.src = w.oid)"
 	" SELECT c.relname,"
 	"  EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid"
-	"   AND NOT t.tgisinternal)"
+	"   AND NOT t.tgisinternal AND t.tgname NOT LIKE 'pgvalet\\_%')"
 	"  OR (c.relkind <> 'v' AND c.relhasrules) AS floods"
 	" FROM w JOIN pg_class c ON c.oid = w.oid";
 
@@ -560,6 +582,68 @@ covered(struct catalog *cat, struct cat_db *d, const char *oid, char kind)
 	return ok;
 }
 
+/*
+ * Does relation 'oid' carry pgvalet's NOTIFY triggers?  When coverage is
+ * managed, a plain table gets them (row keys reported by its
+ * single-column unique integer key, when it has one).
+ */
+static bool
+triggered(struct cat_db *d, const char *oid, char kind)
+{
+	PGconn *conn = d->conn;
+	PGresult *res;
+	char *rel = NULL, *key = NULL, sql[2048], arg[200] = "";
+	bool ok;
+
+	if (kind != 'r')	/* partitions, matviews: not covered */
+		return false;
+	if (!(res = run(conn, TRIGGERS_SQL, oid)))
+		return false;
+	ok = PQntuples(res) == 1 && is_true(res, 0, 1);
+	if (ok || PQntuples(res) != 1 || !atomic_load(&d->manage)) {
+		PQclear(res);
+		return ok;
+	}
+	rel = strdup(PQgetvalue(res, 0, 0));	/* quoted by format() */
+	if (!PQgetisnull(res, 0, 2))
+		key = PQescapeLiteral(conn, PQgetvalue(res, 0, 2),
+				      strlen(PQgetvalue(res, 0, 2)));
+	PQclear(res);
+	if (!rel) {
+		PQfreemem(key);
+		return false;
+	}
+	if (key)
+		snprintf(arg, sizeof(arg), "%s", key);
+	snprintf(sql, sizeof(sql),
+		 "BEGIN;"
+		 "CREATE TRIGGER pgvalet_ins AFTER INSERT ON %s REFERENCING"
+		 " NEW TABLE AS pgvalet_new FOR EACH STATEMENT EXECUTE FUNCTION"
+		 " pgvalet.notify_change(%s);"
+		 "CREATE TRIGGER pgvalet_upd AFTER UPDATE ON %s REFERENCING"
+		 " OLD TABLE AS pgvalet_old NEW TABLE AS pgvalet_new FOR EACH"
+		 " STATEMENT EXECUTE FUNCTION pgvalet.notify_change(%s);"
+		 "CREATE TRIGGER pgvalet_del AFTER DELETE ON %s REFERENCING"
+		 " OLD TABLE AS pgvalet_old FOR EACH STATEMENT EXECUTE FUNCTION"
+		 " pgvalet.notify_change(%s);"
+		 "CREATE TRIGGER pgvalet_trunc AFTER TRUNCATE ON %s FOR EACH"
+		 " STATEMENT EXECUTE FUNCTION pgvalet.notify_change();"
+		 "COMMIT", rel, arg, rel, arg, rel, arg, rel);
+	res = PQexec(conn, sql);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	if (ok) {
+		log_info("catalog: NOTIFY triggers installed on %s", rel);
+	} else {
+		log_warn("catalog: reads of %s are not cached: cannot install"
+			 " its NOTIFY triggers: %s", rel, PQerrorMessage(conn));
+		PQclear(PQexec(conn, "ROLLBACK"));
+	}
+	free(rel);
+	PQfreemem(key);
+	return ok;
+}
+
 static int
 fetch_rel(struct catalog *cat, struct cat_db *d, const char *name,
 	  struct cat_rel *r)
@@ -587,8 +671,11 @@ fetch_rel(struct catalog *cat, struct cat_db *d, const char *name,
 			r->uncacheable = true;
 			break;
 		}
-		if (!r->uncacheable && cat->publication[0] &&
+		if (!r->uncacheable && cat->cover == CAT_COVER_PUBLICATION &&
 		    !covered(cat, d, PQgetvalue(res, i, 4), kind))
+			r->uncacheable = true;
+		if (!r->uncacheable && cat->cover == CAT_COVER_TRIGGERS &&
+		    !triggered(d, PQgetvalue(res, i, 4), kind))
 			r->uncacheable = true;
 		r->read_tags[r->n_read++] =
 			cache_tag_table(db, PQgetvalue(res, i, 0));

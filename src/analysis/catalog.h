@@ -64,23 +64,29 @@ enum cat_func {
 /* NULL on OOM.  The upstream URL gives host, port, user, password, TLS. */
 struct catalog *catalog_new(const struct pg_url *upstream);
 /*
- * Reads are cached only when the logical replication stream carries every
- * change to what they read: every base table they read must be in
- * publication 'pub' (a materialized view never is: REFRESH is not in the
- * stream).  NULL (the default) checks nothing: no stream is used.  Call
- * before catalog_start().
+ * Reads are cached only when the invalidation stream carries every change
+ * to what they read.  CAT_COVER_PUBLICATION: every base table they read
+ * must be in publication 'pub' (a materialized view never is: REFRESH is
+ * not in the stream).  CAT_COVER_TRIGGERS: every base table must carry
+ * pgvalet's NOTIFY triggers (partitioned tables and their partitions are
+ * not covered).  CAT_COVER_NONE (the default) checks nothing.  Call before
+ * catalog_start().
  */
-void catalog_set_publication(struct catalog *cat, const char *pub);
+enum cat_cover { CAT_COVER_NONE, CAT_COVER_PUBLICATION, CAT_COVER_TRIGGERS };
+void catalog_set_coverage(struct catalog *cat, enum cat_cover how,
+			  const char *pub);
 /*
- * Is the publication in 'db' pgvalet's own?  Then the catalog adds a
- * table that has a replica identity to it the first time the table is
- * read; a table without one is left out (adding it would make UPDATE and
- * DELETE on it fail) and reads of it are not cached.  Not managed (the
- * default): tables outside the publication are simply not cached.
- * Changing it forgets the database's facts.
+ * May the catalog extend coverage in 'db'?  Publication: it is pgvalet's
+ * own, so a table that has a replica identity is added to it the first
+ * time the table is read (one without is left out: adding it would make
+ * UPDATE and DELETE on it fail, and reads of it are not cached).
+ * Triggers: pgvalet's trigger function exists, so a table gets the
+ * triggers the first time it is read.  Not managed (the default): tables
+ * not covered are simply not cached.  Changing it forgets the database's
+ * facts.
  */
-void catalog_manage_publication(struct catalog *cat, const char *db,
-				bool manage);
+void catalog_manage_coverage(struct catalog *cat, const char *db,
+			     bool manage);
 /* Start the fetching thread; -1 if it cannot be created. */
 int catalog_start(struct catalog *cat);
 void catalog_free(struct catalog *cat);

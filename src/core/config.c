@@ -68,7 +68,8 @@ enum { DAY_MS = 24 * 60 * 60 * 1000 };
 
 static const char *const pool_mode_names[] = { "session", "transaction",
 					       NULL };
-static const char *const invalidation_names[] = { "wal", "ttl", NULL };
+static const char *const invalidation_names[] = { "wal", "ttl", "notify",
+						  NULL };
 _Static_assert(sizeof(enum invalidation) == sizeof(int), "enum is not an int");
 
 static const struct opt options[] = {
@@ -124,12 +125,15 @@ static const struct opt options[] = {
 	  .def = "0", .min = 0, .max = DAY_MS, FIELD(cache_ttl_ms),
 	  .help = "drop cached results older than this (0 = only "
 		  "invalidation removes them)" },
-	{ .name = "invalidation", .type = OPT_ENUM, .metavar = "wal|ttl",
+	{ .name = "invalidation", .type = OPT_ENUM,
+	  .metavar = "wal|ttl|notify",
 	  .def = "wal", .choices = invalidation_names, FIELD(invalidation),
 	  .help = "how writes that bypass the proxy reach the cache: wal "
 		  "(Postgres' logical replication stream; needs wal_level = "
-		  "logical and the REPLICATION attribute) or ttl (they don't: "
-		  "results may be stale for up to --cache-ttl)" },
+		  "logical and the REPLICATION attribute), notify (triggers "
+		  "pgvalet installs on the tables it caches; removed by "
+		  "`pgvalet clean`) or ttl (they are not seen: results may be "
+		  "stale for up to --cache-ttl)" },
 	{ .name = "publication", .type = OPT_STRING, .flags = OPT_NONEMPTY,
 	  .metavar = "NAME", .def = "pgvalet", FIELD(publication),
 	  .help = "publication the stream reads; created (and managed: "
@@ -914,6 +918,9 @@ config_print_help(FILE *out)
 
 	fprintf(out,
 		"Usage: pgvalet --upstream URL [options]\n"
+		"       pgvalet clean --upstream URL [options]   (drop the "
+		"triggers, schema,\n"
+		"       publication and --replication-slot pgvalet created)\n"
 		"\n"
 		"pgvalet %s: a PostgreSQL connection pooler.  Clients connect "
 		"to it\nas if it were the server at URL.\n"

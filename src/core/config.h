@@ -17,7 +17,11 @@
 #include "core/pgurl.h"
 
 enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION = 1 };
-enum invalidation { INVALIDATION_WAL = 0, INVALIDATION_TTL = 1 };
+enum invalidation {
+	INVALIDATION_WAL = 0,
+	INVALIDATION_TTL = 1,
+	INVALIDATION_NOTIFY = 2,
+};
 
 struct config {
 	struct pg_url upstream;		/* --upstream (required) */

@@ -249,6 +249,7 @@ init_streams(struct server *srv, char *err, size_t errlen)
 		.cache = srv->cache,
 		.cat = srv->catalog,
 		.push = srv->push,
+		.notify = cfg->invalidation == INVALIDATION_NOTIFY,
 	};
 
 	snprintf(sc.publication, sizeof(sc.publication), "%s",
@@ -256,7 +257,8 @@ init_streams(struct server *srv, char *err, size_t errlen)
 	snprintf(sc.slot, sizeof(sc.slot), "%s", cfg->replication_slot);
 	if (stream_preflight(&sc, err, errlen))
 		return -1;
-	catalog_set_publication(srv->catalog, cfg->publication);
+	catalog_set_coverage(srv->catalog, sc.notify ? CAT_COVER_TRIGGERS :
+			     CAT_COVER_PUBLICATION, cfg->publication);
 	srv->streams = stream_set_new(&sc);
 	if (!srv->streams) {
 		snprintf(err, errlen, "out of memory for the replication "
@@ -709,7 +711,11 @@ print_banner(const struct server *srv)
 	if (cfg->debug_skip_invalidation)
 		log_warn("--debug-skip-invalidation: cached results are NEVER "
 			 "invalidated; stale reads will be served (testing only)");
-	if (srv->streams)
+	if (srv->streams && cfg->invalidation == INVALIDATION_NOTIFY)
+		log_info("writes that bypass the proxy: from NOTIFY triggers "
+			 "pgvalet installs on the tables it caches (`pgvalet "
+			 "clean` removes them)");
+	else if (srv->streams)
 		log_info("writes that bypass the proxy: from the logical "
 			 "replication stream (publication %s, %s slot)",
 			 cfg->publication, cfg->replication_slot[0] ?

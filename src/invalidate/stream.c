@@ -220,7 +220,7 @@ ensure_publication(struct stream_db *d)
 		log_info("stream %s: created publication %s", d->name, pub);
 		ours = true;
 	}
-	catalog_manage_publication(d->ss->cfg.cat, d->name, ours);
+	catalog_manage_coverage(d->ss->cfg.cat, d->name, ours);
 	return true;
 }
 
@@ -548,6 +548,124 @@ on_message(struct stream_db *d, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* ---- NOTIFY mode ----------------------------------------------------------- */
+
+/*
+ * NOTIFY mode: the trigger function the catalog's triggers call.  It
+ * reports the table and the keys of the rows a statement changed (or "*":
+ * the whole table) in one notification, sent by Postgres at commit.
+ */
+static const char NOTIFY_FUNCTION_SQL[] =
+	"CREATE SCHEMA IF NOT EXISTS pgvalet;"
+	"COMMENT ON SCHEMA pgvalet IS 'managed by pgvalet';"
+	"CREATE OR REPLACE FUNCTION pgvalet.notify_change() RETURNS trigger"
+	" LANGUAGE plpgsql AS $f$"
+	" DECLARE keys text; n bigint := 1;"
+	" BEGIN"
+	"  IF TG_OP = 'TRUNCATE' OR TG_NARGS = 0 THEN"
+	"   keys := '*';"
+	"  ELSIF TG_OP = 'INSERT' THEN"
+	"   EXECUTE format('SELECT count(*), string_agg(DISTINCT %1$I::text,"
+	"    '','') FROM pgvalet_new', TG_ARGV[0]) INTO n, keys;"
+	"  ELSIF TG_OP = 'DELETE' THEN"
+	"   EXECUTE format('SELECT count(*), string_agg(DISTINCT %1$I::text,"
+	"    '','') FROM pgvalet_old', TG_ARGV[0]) INTO n, keys;"
+	"  ELSE"
+	"   EXECUTE format('SELECT count(*), string_agg(DISTINCT k::text, '','')"
+	"    FROM (SELECT %1$I AS k FROM pgvalet_old UNION ALL"
+	"    SELECT %1$I FROM pgvalet_new) s', TG_ARGV[0]) INTO n, keys;"
+	"  END IF;"
+	"  IF n = 0 THEN RETURN NULL; END IF;"
+	"  IF keys IS NULL OR n > 300 THEN keys := '*'; END IF;"
+	"  PERFORM pg_notify('pgvalet_invalidate',"
+	"   TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || '|' || keys);"
+	"  RETURN NULL;"
+	" END $f$";
+
+static bool
+ensure_notify(struct stream_db *d)
+{
+	if (!exec_ok(d, NOTIFY_FUNCTION_SQL, PGRES_COMMAND_OK, NULL) ||
+	    !exec_ok(d, "LISTEN pgvalet_invalidate", PGRES_COMMAND_OK, NULL))
+		return false;
+	catalog_manage_coverage(d->ss->cfg.cat, d->name, true);
+	return true;
+}
+
+/* One notification: "schema.table|k1,k2,..." or "schema.table|*". */
+static void
+on_notify(struct stream_db *d, const char *payload)
+{
+	struct txn_rel tr = { 0 };
+	struct rel r = { .key = -1 };
+	struct cat_rel facts;
+	const char *bar = strrchr(payload, '|'), *dot, *p;
+	uint64_t tags[2 + TXN_MAX_ROWS + 2 * CAT_MAX_TAGS];
+	char *e;
+
+	dot = bar ? memchr(payload, '.', (size_t)(bar - payload)) : NULL;
+	if (!dot || (size_t)(dot - payload) >= sizeof(r.nsp) ||
+	    (size_t)(bar - dot - 1) >= sizeof(r.name)) {
+		flush_db(d, "a notification pgvalet could not read");
+		return;
+	}
+	memcpy(r.nsp, payload, (size_t)(dot - payload));
+	memcpy(r.name, dot + 1, (size_t)(bar - dot - 1));
+	r.table = cache_tag_table(d->name, r.name);
+	if (catalog_rel_wait(d->ss->cfg.cat, d->name, r.name, &facts,
+			     CATALOG_WAIT_MS) != CAT_KNOWN ||
+	    facts.n_up == CAT_MAX_TAGS) {
+		flush_db(d, "a change to a relation the catalog does not know");
+		return;
+	}
+	r.n_up = facts.n_up;
+	memcpy(r.up, facts.up_tags, sizeof(r.up));
+	tr.rel = &r;
+	tr.whole = strcmp(bar + 1, "*") == 0;
+	for (p = bar + 1; !tr.whole && *p; p = *e ? e + 1 : e) {
+		long long v = strtoll(p, &e, 10);
+
+		if (e == p || (*e && *e != ',')) {
+			tr.whole = true;
+			break;
+		}
+		add_row(&tr, v);
+	}
+	apply_rel(d, &tr, tags);
+	atomic_fetch_add_explicit(&d->ss->transactions, 1, RELAXED);
+}
+
+/* NOTIFY mode: receive until the connection breaks or the set stops. */
+static void
+notify_loop(struct stream_db *d)
+{
+	struct pollfd p[2];
+	PGnotify *n;
+	char e[512];
+
+	for (;;) {
+		if (atomic_load(&d->ss->stopping))
+			return;
+		while ((n = PQnotifies(d->conn))) {
+			on_notify(d, n->extra);
+			PQfreemem(n);
+		}
+		p[0] = (struct pollfd){ .fd = PQsocket(d->conn),
+					.events = POLLIN };
+		p[1] = (struct pollfd){ .fd = d->ss->stop_fd,
+					.events = POLLIN };
+		if (poll(p, 2, 1000) < 0 && errno != EINTR)
+			return;
+		if (p[0].revents && !PQconsumeInput(d->conn)) {
+			log_warn("stream %s: connection lost: %s", d->name,
+				 pq_error(d->conn, e, sizeof(e)));
+			return;
+		}
+		if (PQstatus(d->conn) != CONNECTION_OK)
+			return;
+	}
+}
+
 /* ---- the loop ------------------------------------------------------------ */
 
 static bool
@@ -673,12 +791,15 @@ stream_open(struct stream_db *d)
 {
 	char e[512];
 
-	d->conn = connect_db(&d->ss->cfg, d->name, true);
+	d->conn = connect_db(&d->ss->cfg, d->name, !d->ss->cfg.notify);
 	if (PQstatus(d->conn) != CONNECTION_OK) {
-		log_warn("stream %s: cannot connect for replication: %s",
-			 d->name, pq_error(d->conn, e, sizeof(e)));
+		log_warn("stream %s: cannot connect%s: %s", d->name,
+			 d->ss->cfg.notify ? "" : " for replication",
+			 pq_error(d->conn, e, sizeof(e)));
 		return false;
 	}
+	if (d->ss->cfg.notify)
+		return ensure_notify(d);
 	if (!ensure_publication(d) || !ensure_slot(d))
 		return false;
 	if (start_streaming(d))
@@ -720,10 +841,17 @@ stream_thread(void *arg)
 		atomic_store(&d->state, STREAM_UP);
 		if (d->ss->cfg.push)
 			push_stream_state(d->ss->cfg.push, d->name, true);
-		log_info("stream %s: up (slot %s, publication %s)", d->name,
-			 d->slot, d->ss->cfg.publication);
+		if (d->ss->cfg.notify)
+			log_info("stream %s: up (LISTEN pgvalet_invalidate)",
+				 d->name);
+		else
+			log_info("stream %s: up (slot %s, publication %s)",
+				 d->name, d->slot, d->ss->cfg.publication);
 		backoff = BACKOFF_MIN_MS;
-		stream_loop(d);
+		if (d->ss->cfg.notify)
+			notify_loop(d);
+		else
+			stream_loop(d);
 		atomic_store(&d->state, STREAM_DOWN);
 		flush_db(d, "replication stream down");
 		if (d->ss->cfg.push)
@@ -856,11 +984,14 @@ stream_set_stats(struct stream_set *ss, struct stream_stats *out)
 int
 stream_preflight(const struct stream_config *cfg, char *err, size_t errlen)
 {
-	PGconn *conn = connect_db(cfg, cfg->upstream.dbname, false);
+	PGconn *conn;
 	PGresult *res;
 	char e[512];
 	int rc = 0;
 
+	if (cfg->notify)
+		return 0;	/* needs only CREATE: the consumer says so */
+	conn = connect_db(cfg, cfg->upstream.dbname, false);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		log_warn("stream: cannot check the upstream now (%s); the"
 			 " cache stays off until the replication stream is up",
@@ -879,8 +1010,10 @@ stream_preflight(const struct stream_config *cfg, char *err, size_t errlen)
 			 "the upstream's wal_level is '%s': pgvalet cannot see"
 			 " writes that bypass it. Set wal_level = logical in"
 			 " postgresql.conf and restart Postgres, or run with"
-			 " --invalidation ttl --cache-ttl 30s (staleness of"
-			 " up to the TTL), or --cache-size 0 (no cache)",
+			 " --invalidation notify (pgvalet installs NOTIFY"
+			 " triggers on the tables it caches; `pgvalet clean`"
+			 " removes them) or --invalidation ttl --cache-ttl 30s"
+			 " (staleness of up to the TTL), or --cache-size 0",
 			 PQgetvalue(res, 0, 0));
 		rc = -1;
 	} else if (PQgetvalue(res, 0, 1)[0] != 't') {

@@ -22,6 +22,13 @@
  * was listening is never served.  Reconnects back off from 100 ms to
  * 5 s.
  *
+ * With cfg.notify (--invalidation notify, for servers without
+ * wal_level = logical) the consumer LISTENs on a plain connection to the
+ * NOTIFYs of statement-level triggers the catalog installs on each table
+ * read (function pgvalet.notify_change(), created here; `pgvalet clean`
+ * removes it all).  NOTIFY is delivered at commit, so the rules are the
+ * same: a change is applied once committed, a rolled-back one never.
+ *
  * Thread-safe: stream_db_get() and stream_db_up() from any worker.
  */
 #ifndef PGVALET_INVALIDATE_STREAM_H
@@ -46,6 +53,8 @@ struct stream_config {
 	struct cache_store *cache;
 	struct catalog *cat;
 	struct push *push;		/* NULL = no push channel */
+	bool notify;			/* LISTEN to pgvalet's triggers
+					   instead of replication */
 };
 
 enum stream_state { STREAM_DOWN = 0, STREAM_UP = 1 };

@@ -348,3 +348,71 @@ def test_ttl_mode_needs_a_ttl(pg):
     out = run_proxy(["--upstream", pg.url(), "--invalidation", "ttl"])
     assert out.returncode == 2
     assert "invalidation" in out.stderr and "cache-ttl" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def replica_pg():
+    cluster = Cluster(wal_level="replica")
+    yield cluster
+    cluster.stop()
+
+
+def test_notify_fallback_on_a_replica_level_server_then_clean(proxy, replica_pg, uniq):
+    pg = replica_pg
+    d = pg.connect()
+    d.cursor().execute(f"CREATE TABLE {uniq} (id int PRIMARY KEY, v int NOT NULL)")
+    d.cursor().execute(f"INSERT INTO {uniq} SELECT g, g * 10 FROM generate_series(1, 10) g")
+    d.cursor().execute(f"CREATE TABLE {uniq}_nokey (a int)")
+    before = one(d, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal")
+    p = proxy(pool_mode="transaction", cluster=pg, extra=["--invalidation", "notify"])
+    wait_log(p, r"stream \S+: up \(LISTEN")
+    up = Upstream(pg, uniq)
+    c = p.connect()
+    r5, r6 = point(c, uniq, 5), point(c, uniq, 6)
+    count = lambda: one(c, f"SELECT count(*) FROM {uniq}")
+    up.wait_cached(count, "count")
+    up.wait_cached(r5, "row 5")
+    up.wait_cached(r6, "row 6")
+    assert "NOTIFY triggers installed" in p.stderr
+    up.write(f"UPDATE {uniq} SET v = 555 WHERE id = 5")
+    eventually(r5, 555, "row 5 after a bypassing UPDATE (notify)")
+    eventually(count, 10, "count")
+    assert up.assert_cached(r6, "row 6 after a write to row 5 (notify)") == 60
+    w = pg.connect()
+    w.autocommit = False
+    w.cursor().execute(f"UPDATE {uniq} SET v = -6 WHERE id = 6")
+    w.rollback()
+    assert up.assert_cached(r6, "row 6 after a rolled-back write") == 60
+    up.write(f"INSERT INTO {uniq} VALUES (11, 110)")
+    eventually(count, 11, "count after INSERT (notify)")
+    up.write(f"TRUNCATE {uniq}")
+    eventually(r6, None, "row 6 after TRUNCATE (notify)")
+    # proxied writes still invalidate at once, and do not flood: the
+    # triggers pgvalet installed are not "user triggers"
+    up.write(f"INSERT INTO {uniq} SELECT g, g FROM generate_series(1, 3) g")
+    eventually(r5, None, "row 5")
+    up.wait_cached(point(c, uniq, 1), "row 1")
+    c.cursor().execute(f"UPDATE {uniq} SET v = 9 WHERE id = 2")
+    assert point(c, uniq, 2)() == 9
+    assert up.assert_cached(point(c, uniq, 1), "row 1 after a proxied write to row 2") == 1
+    p.stop()
+    p.ready = False
+    out = run_proxy(["clean", "--upstream", pg.url()])
+    assert out.returncode == 0, out.stderr
+    assert "DROP TRIGGER" in out.stdout and "DROP SCHEMA pgvalet CASCADE" in out.stdout
+    assert one(d, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal") == before
+    assert one(d, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgvalet'") == 0
+    again = run_proxy(["clean", "--upstream", pg.url()])
+    assert again.returncode == 0 and again.stdout == ""
+    d.cursor().execute(f"DROP TABLE {uniq}, {uniq}_nokey")
+
+
+def test_clean_drops_the_publication_pgvalet_created(sproxy, pg, table):
+    c = sproxy.connect()
+    one(c, f"SELECT v FROM {table} WHERE id = 1")
+    sproxy.stop()
+    sproxy.ready = False
+    out = run_proxy(["clean", "--upstream", pg.url()])
+    assert out.returncode == 0, out.stderr
+    assert "DROP PUBLICATION pgvalet" in out.stdout
+    assert one(pg.connect(), "SELECT count(*) FROM pg_publication WHERE pubname = 'pgvalet'") == 0
