@@ -100,7 +100,7 @@ struct push {
 	uint64_t accept_resume_ms;	/* 0 = accepting */
 
 	pthread_mutex_t mu;
-	struct sub *subs;		/* list: changed by the thread under mu */
+	struct sub *subs;		/* changed by the thread, under mu */
 	uint64_t seq;			/* under mu */
 	struct dbstate *states;		/* under mu, in the order first set */
 	size_t nstates, capstates;

@@ -7,9 +7,9 @@
  * Event functions are thread-safe and never wait on the network: the line
  * is formatted once, appended under a mutex to each subscriber's queue,
  * and the channel's one thread (epoll) writes it out.  With nobody
- * subscribed they return after one atomic load.  The unix socket is mode
- * 0777: it carries no secrets (table names and tags only) and is
- * read-only for clients.
+ * subscribed they return after one atomic load (push_stream_state() still
+ * records the state).  The unix socket is mode 0777: it carries no
+ * secrets (names and tags only) and subscribers cannot change anything.
  *
  * Wire format, server to subscriber only.  Newline-delimited JSON: one
  * object per line, each ending in "\n" (no raw newline inside one).  What
