@@ -8,7 +8,12 @@ table (bench/results/<date>-proxy.csv).  Then the result-cache table: hot
 point SELECTs (alone and in BEGIN/ROLLBACK) through direct, PgBouncer,
 pgpool-II with its query cache and pgvalet with its cache, and a miss workload
 through pgvalet with the cache on and off (bench/results/<date>-cache.csv).
-`--only proxy` / `--only cache` runs one table.
+Then the stream table: how fast a write made directly on Postgres (bypassing
+the proxy) evicts pgvalet's cached results through the logical replication
+stream, as seen on its push channel, idle and under pgbench writers; and the
+hit rate of hot point reads through pgvalet while pgbench writers bypass it,
+with row-level vs table-level invalidation (bench/results/<date>-stream.csv).
+`--only proxy` / `--only cache` / `--only stream` runs one table.
 
 Everything it starts (Postgres, PgBouncer, pgpool, pgvalet, pgbench) and every
 temp directory it makes is removed at exit, also on Ctrl-C, SIGTERM or failure.
@@ -21,9 +26,11 @@ import argparse
 import atexit
 import csv
 import datetime
+import json
 import os
 import platform
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -31,6 +38,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,7 +63,27 @@ MISS_TARGETS = ("pgvalet", "pgvalet-nocache")
 CACHE_WORKLOADS = ("hot-select", "tx-select", "miss")
 CACHE_ROWS = [(f"{w}-{m}", w, m) for w in CACHE_WORKLOADS for m in MODES]
 CACHE_WARMUP = 2  # seconds of unrecorded warm-up before every cache-table cell
-SECTIONS = ("proxy", "cache")
+
+# The stream table (pgvalet only): (row, workload, variant).
+#   latency-idle / latency-load: an UPDATE made directly on Postgres -> the
+#     matching `invalidate` event on pgvalet's push channel, with no other
+#     writes / while pgbench TPC-B-like writers run directly on Postgres.
+#   hits-*: hot (zipfian) point reads through pgvalet while pgbench writers
+#     bypass it: no writers (the ceiling), reads the proxy tags by row
+#     (row-level invalidation), reads it can only tag by table.
+STREAM_ROWS = [("latency-idle", "latency", "idle"), ("latency-load", "latency", "load"),
+               ("hits-nowriters", "hits", "nowriters"), ("hits-row", "hits", "row"),
+               ("hits-table", "hits", "table")]
+STREAM_GOAL_P99_MS = 20.0     # the issue's goal for write -> eviction, p99
+STREAM_LAT_WARMUP = 20        # unrecorded UPDATEs first (the stream's first
+                              # Relation message makes it look up the key column)
+STREAM_LAT_PAUSE = 0.01       # s between two samples
+STREAM_LAT_TIMEOUT = 2.0      # s to wait for one event before counting it lost
+STREAM_LOAD_WRITERS = ("-c", "4", "-j", "2", "-R", "300")   # latency-load
+STREAM_HIT_READERS = 8        # pgbench -c of the hits-* readers (through pgvalet)
+STREAM_HIT_WRITERS = ("-c", "4", "-j", "2", "-R", "200")    # hits-row/-table
+STREAM_ZIPF = 1.1             # random_zipfian parameter of the hits-* reads
+SECTIONS = ("proxy", "cache", "stream")
 
 
 def cache_script(workload, scale):
@@ -72,6 +100,18 @@ def cache_script(workload, scale):
         return (f"\\set aid random(1, {100000 * scale})\n"
                 "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n")
     raise ValueError(workload)
+
+
+def stream_script(variant, scale):
+    """pgbench script of the stream table's hits-* readers: skewed point reads.
+
+    `aid = :aid` is tagged by row (an UPDATE of another row leaves it cached);
+    `aid = :aid + 0` is the same read, but the proxy can't see the row in it,
+    so it tags it by table and every write to pgbench_accounts evicts it.
+    """
+    key = ":aid + 0" if variant == "table" else ":aid"
+    return (f"\\set aid random_zipfian(1, {100000 * scale}, {STREAM_ZIPF})\n"
+            f"SELECT abalance FROM pgbench_accounts WHERE aid = {key};\n")
 
 
 def log(msg):
@@ -158,6 +198,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def valet_port():
+    """A free port whose port + 2 (pgvalet's default push channel) is free too."""
+    for _ in range(50):
+        port = free_port()
+        if port + 2 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 2))
+            except OSError:
+                continue
+        return port
+    return free_port()
+
+
 def tcp_open(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -174,19 +229,19 @@ def pg_env():
     return env
 
 
-def psql(port, sql, timeout=30):
+def psql(port, sql, timeout=30, db=DB):
     """Run one statement over TCP as the bench user; return (rc, stdout, stderr)."""
     try:
         p = subprocess.run(
             ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-             "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-d", DB, "-c", sql],
+             "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-d", db, "-c", sql],
             env=pg_env(), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return 124, "", "psql timed out"
     return p.returncode, p.stdout.strip(), p.stderr.strip()
 
 
-def wait_ready(port, proc, name, timeout=30.0):
+def wait_ready(port, proc, name, timeout=30.0, db=DB):
     """Wait until `SELECT 1` works through port; fail early if proc died."""
     deadline = time.time() + timeout
     err = ""
@@ -194,7 +249,7 @@ def wait_ready(port, proc, name, timeout=30.0):
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{name} exited with status {proc.returncode}")
         if tcp_open(port):
-            rc, out, err = psql(port, "SELECT 1", timeout=10)
+            rc, out, err = psql(port, "SELECT 1", timeout=10, db=db)
             if rc == 0 and out == "1":
                 return
         time.sleep(0.2)
@@ -287,12 +342,14 @@ def start_cluster_own(base):
                 "wal_level = logical\n"
                 "fsync = off\n"
                 "synchronous_commit = off\n"
+                "wal_writer_delay = 10ms\n"
                 "full_page_writes = off\n"
                 "shared_buffers = 128MB\n"
                 "logging_collector = off\n")
     with open(os.path.join(d, "pg_hba.conf"), "w") as f:
         f.write("local all all trust\n"
-                "host all all 127.0.0.1/32 scram-sha-256\n")
+                "host all all 127.0.0.1/32 scram-sha-256\n"
+                "host replication all 127.0.0.1/32 scram-sha-256\n")
     port = free_port()
     logf = open(os.path.join(base, "postgres.log"), "w")
     if as_pg:
@@ -305,7 +362,8 @@ def start_cluster_own(base):
     # SIGINT = fast shutdown
     CLEANUP.add("postgres", lambda: stop_process(proc, "postgres", signal.SIGINT, 30))
     try:
-        wait_ready(port, proc, "postgres", timeout=60)
+        # its database does not exist yet: ask the one initdb made
+        wait_ready(port, proc, "postgres", timeout=60, db="postgres")
     except RuntimeError as e:
         raise RuntimeError(f"{e}\n{tail(logf.name)}")
     # initdb -U pgvalet made pgvalet the bootstrap superuser; create its db.
@@ -539,7 +597,7 @@ def start_pgvalet(base, binary, pg_port, pool_mode, pool_size, workers, extra,
                   name="pgvalet"):
     d = os.path.join(base, name)
     os.mkdir(d)
-    port = free_port()
+    port = valet_port()
     cmd = [binary,
            "--upstream", f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{pg_port}/{DB}",
            "--listen", "127.0.0.1", "--port", str(port),
@@ -582,20 +640,51 @@ def pgbench(port, args, timeout):
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, f"pgbench timed out after {timeout:.0f}s"
-    m = TPS_RE.search(p.stdout)
+    return pgbench_result(p.returncode, p.stdout, p.stderr)
+
+
+def pgbench_result(returncode, stdout, stderr):
+    """(tps, "") from pgbench's output, or (None, why not)."""
+    m = TPS_RE.search(stdout)
     problems = []
-    if p.returncode != 0:
-        problems.append(f"pgbench exit {p.returncode}")
-    failed = re.search(r"number of failed transactions: (\d+)", p.stdout)
+    if returncode != 0:
+        problems.append(f"pgbench exit {returncode}")
+    failed = re.search(r"number of failed transactions: (\d+)", stdout)
     if failed and int(failed.group(1)) > 0:
         problems.append(f"{failed.group(1)} failed transactions")
     if problems or not m:
-        errs = [l for l in p.stderr.splitlines()
+        errs = [l for l in stderr.splitlines()
                 if l and not l.startswith(("pgbench (", "starting vacuum",
                                            "end.", "transaction type"))]
         first = errs[0] if errs else "no tps line in output"
         return None, "; ".join(problems + [first])[:300]
     return float(m.group(1)), ""
+
+
+def pgbench_background(port, args, name, outdir):
+    """Start pgbench in its own session; returns (proc, stdout path, stderr path).
+
+    Collect it with pgbench_collect(); cleanup stops it if we fail before.
+    """
+    cmd = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", USER] + args + [DB]
+    out, err = (os.path.join(outdir, f"{name}.{x}") for x in ("out", "err"))
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen(cmd, env=pg_env(), stdin=subprocess.DEVNULL,
+                                stdout=fo, stderr=fe, start_new_session=True)
+    CLEANUP.add(name, lambda: stop_process(proc, name, signal.SIGINT))
+    return proc, out, err
+
+
+def pgbench_collect(bg, timeout):
+    """Wait for a pgbench_background() run: (tps, "") or (None, why not)."""
+    proc, out, err = bg
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process(proc, "pgbench", signal.SIGINT)
+        return None, f"pgbench timed out after {timeout:.0f}s"
+    with open(out, errors="replace") as fo, open(err, errors="replace") as fe:
+        return pgbench_result(proc.returncode, fo.read(), fe.read())
 
 
 # --------------------------------------------------------------------------
@@ -625,36 +714,41 @@ def fmt_ratio(a, b):
 
 
 def select_rows(only):
-    """--only: returns (proxy rows, cache rows) to run.
+    """--only: returns (proxy rows, cache rows, stream rows) to run.
 
-    Words: a section (`proxy`, `cache`), a row name (`select-simple`,
-    `hot-select-prepared`), a workload (`select`, `tpcb`, `hot-select`,
-    `tx-select`, `miss`) or a mode (`simple`, `extended`, `prepared`).
-    Section words pick whole tables; the other words pick rows (any match) in
-    the picked tables, or in both when no section is named.
+    Words: a section (`proxy`, `cache`, `stream`), a row name
+    (`select-simple`, `hot-select-prepared`, `latency-load`), a workload
+    (`select`, `tpcb`, `hot-select`, `tx-select`, `miss`, `latency`, `hits`) or
+    a mode / variant (`simple`, `extended`, `prepared`, `idle`, `load`,
+    `nowriters`, `row`, `table`).  Section words pick whole tables; the other
+    words pick rows (any match) in the picked tables, or in all of them when
+    no section is named.
     """
     if not only:
-        return list(ROWS), list(CACHE_ROWS)
+        return list(ROWS), list(CACHE_ROWS), list(STREAM_ROWS)
     want = [w.strip() for w in only.split(",") if w.strip()]
     sections = [w for w in want if w in SECTIONS] or list(SECTIONS)
     words = [w for w in want if w not in SECTIONS]
     proxy_keys = [(r[0], r[1], r[2]) for r in ROWS]
     cache_keys = [(r[0], r[1], r[2]) for r in CACHE_ROWS]
+    stream_keys = [(r[0], r[1], r[2]) for r in STREAM_ROWS]
     unknown = [w for w in words
-               if not any(w in k for k in proxy_keys + cache_keys)]
+               if not any(w in k for k in proxy_keys + cache_keys + stream_keys)]
     if unknown:
         sys.exit(f"--only: unknown row(s) {unknown}; choose sections "
                  f"{', '.join(SECTIONS)}, rows {', '.join(r[0] for r in ROWS)}, "
-                 f"{', '.join(r[0] for r in CACHE_ROWS)} (or a mode / workload name)")
+                 f"{', '.join(r[0] for r in CACHE_ROWS)}, "
+                 f"{', '.join(r[0] for r in STREAM_ROWS)} (or a mode / workload name)")
 
     def pick(rows):
         return [r for r in rows if not words or any(w in (r[0], r[1], r[2])
                                                     for w in words)]
     proxy = pick(ROWS) if "proxy" in sections else []
     cache = pick(CACHE_ROWS) if "cache" in sections else []
-    if not proxy and not cache:
+    stream = pick(STREAM_ROWS) if "stream" in sections else []
+    if not proxy and not cache and not stream:
         sys.exit(f"--only {only}: selects no rows")
-    return proxy, cache
+    return proxy, cache, stream
 
 
 def parse_args():
@@ -671,13 +765,18 @@ def parse_args():
                     default="transaction")
     ap.add_argument("--pool-size", type=int, default=20)
     ap.add_argument("--only", default="",
-                    help="comma list of tables (proxy, cache), rows (select-simple, "
-                         "tpcb-prepared, hot-select-simple, miss-extended, ...), "
-                         "modes (simple, extended, prepared) or workloads (select, tpcb, "
-                         "hot-select, tx-select, miss); default: everything")
+                    help="comma list of tables (proxy, cache, stream), rows (select-simple, "
+                         "tpcb-prepared, hot-select-simple, miss-extended, latency-idle, "
+                         "hits-row, ...), modes (simple, extended, prepared) or workloads "
+                         "(select, tpcb, hot-select, tx-select, miss, latency, hits); "
+                         "default: everything")
     ap.add_argument("--targets", default=",".join(ALL_TARGETS),
                     help="comma list out of direct,pgbouncer,pgpool,pgvalet "
                          "(pgpool is in the cache table only)")
+    ap.add_argument("--stream-samples", type=int, default=500,
+                    help="stream table: UPDATEs timed per latency row")
+    ap.add_argument("--stream-duration", type=int, default=20,
+                    help="stream table: seconds per hits-* run")
     ap.add_argument("--workers", type=int, default=None, help="passed to pgvalet --workers")
     ap.add_argument("--extra-args", default="",
                     help="extra pgvalet arguments, one shell-quoted string")
@@ -692,7 +791,7 @@ def parse_args():
         ap.error(f"--targets: unknown {bad}; choose from {','.join(ALL_TARGETS)}")
     a.targets = [t for t in TARGETS if t in want]  # proxy table, fixed order
     a.cache_targets = [t for t in CACHE_TARGETS if t in want]
-    a.rows, a.cache_rows = select_rows(a.only)
+    a.rows, a.cache_rows, a.stream_rows = select_rows(a.only)
     if a.rows and not a.targets:
         log("--targets names no proxy-table target; skipping the proxy table")
         a.rows = []
@@ -700,8 +799,13 @@ def parse_args():
         a.cache_rows = []
     if "pgvalet" not in a.cache_targets:
         a.cache_rows = [r for r in a.cache_rows if r[1] != "miss"]
-    if not a.rows and not a.cache_rows:
+    if a.stream_rows and "pgvalet" not in want:
+        log("--targets names no pgvalet; skipping the stream table")
+        a.stream_rows = []
+    if not a.rows and not a.cache_rows and not a.stream_rows:
         ap.error("nothing to run with these --only / --targets")
+    if a.stream_samples < 1 or a.stream_duration < 1:
+        ap.error("--stream-samples and --stream-duration must be >= 1")
     import shlex
     a.extra = shlex.split(a.extra_args)
     return a
@@ -1062,6 +1166,524 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
         print(f"CSV: {show_path(path)}", flush=True)
 
 
+# --------------------------------------------------------------------------
+# the stream table: writes that bypass pgvalet, seen through Postgres' logical
+# replication stream
+
+STREAM_STATS_RE = re.compile(
+    r"stream: (\d+) databases? \((\d+) up\), (\d+) transactions, (\d+) row and "
+    r"(\d+) table evictions, (\d+) flushes, (\d+) reconnects, "
+    r"lag (\d+) bytes / (\d+) ms")
+STREAM_STATS_KEYS = ("databases", "up", "transactions", "row_evictions",
+                     "table_evictions", "flushes", "reconnects", "lag_bytes", "lag_ms")
+STREAM_UP_RE = re.compile(r"stream (\S+): up\b")
+VALET_INVALIDATED_RE = re.compile(r"cache: .*evicted \(\d+ capacity, (\d+) invalidated")
+
+
+def valet_invalidated(errpath):
+    """Cached entries invalidated, from pgvalet's shutdown `cache:` line."""
+    try:
+        with open(errpath, errors="replace") as f:
+            m = None
+            for m in VALET_INVALIDATED_RE.finditer(f.read()):
+                pass
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
+def valet_stream_stats(errpath):
+    """The `stream: ... lag X bytes / Y ms` line pgvalet logs at shutdown, as a dict."""
+    try:
+        with open(errpath, errors="replace") as f:
+            m = None
+            for m in STREAM_STATS_RE.finditer(f.read()):
+                pass
+    except OSError:
+        return None
+    return dict(zip(STREAM_STATS_KEYS, (int(x) for x in m.groups()))) if m else None
+
+
+def wait_stream_up(errpath, proc, name, timeout=30.0):
+    """Wait for pgvalet's `stream <db>: up` (before it, it serves nothing cached)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with status {proc.returncode}\n"
+                               f"{tail(errpath)}")
+        try:
+            with open(errpath, errors="replace") as f:
+                if STREAM_UP_RE.search(f.read()):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{name}: no `stream ...: up` after {timeout:.0f}s\n{tail(errpath)}")
+
+
+def pg_connect(port):
+    """psycopg2 connection as the bench user, autocommit (simple protocol)."""
+    import psycopg2  # only this table needs it
+    c = psycopg2.connect(host="127.0.0.1", port=port, user=USER, password=PASSWORD,
+                         dbname=DB, connect_timeout=5, sslmode="disable",
+                         application_name="bench-stream")
+    c.autocommit = True
+    return c
+
+
+class PushListener:
+    """A subscriber of pgvalet's push channel, reading on its own thread.
+
+    Every line is timestamped (perf_counter) as soon as it is read.  The main
+    thread arms it with expect(key) before its UPDATE and then waits for the
+    first `invalidate` event (source wal, the table) whose rows hold the key.
+    """
+
+    def __init__(self, port, db, schema, table):
+        self.db, self.schema, self.table = db, schema, table
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock.settimeout(None)
+        self.f = self.sock.makefile("rb")
+        self.sock.settimeout(5)
+        hello = json.loads(self.f.readline() or b"{}")
+        self.sock.settimeout(None)
+        if hello.get("type") != "hello":
+            raise RuntimeError(f"push channel: no hello line (got {hello!r})")
+        self.seq = int(hello.get("seq", 0))
+        self.cond = threading.Condition()
+        self.want = None          # (key, armed at)
+        self.got = None           # perf_counter of the matching event
+        self.events = 0           # invalidate events (wal) of the table
+        self.whole = 0            # ... of them without rows (the whole table)
+        self.flushes = 0          # flush events, state "down" lines
+        self.downs = 0
+        self.gaps = 0             # seq jumps (events lost)
+        self.error = ""
+        self.thread = threading.Thread(target=self._run, name="push", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            for line in self.f:
+                t = time.perf_counter()
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                typ = ev.get("type")
+                seq = ev.get("seq")
+                if typ in ("invalidate", "flush", "state") and isinstance(seq, int):
+                    if seq > self.seq + 1:
+                        self.gaps += 1
+                    self.seq = max(self.seq, seq)
+                if typ == "flush" and ev.get("db") in (None, self.db):
+                    self.flushes += 1
+                elif typ == "state" and ev.get("db") == self.db and ev.get("stream") != "up":
+                    self.downs += 1
+                elif (typ == "invalidate" and ev.get("source") == "wal"
+                      and ev.get("db") == self.db and ev.get("table") == self.table
+                      and ev.get("schema", self.schema) == self.schema):
+                    rows = ev.get("rows")
+                    with self.cond:
+                        self.events += 1
+                        if rows is None:
+                            self.whole += 1
+                        elif (self.want is not None and self.got is None
+                              and t >= self.want[1] and self.want[0] in rows):
+                            self.got = t
+                            self.cond.notify_all()
+            self.error = "push channel closed by pgvalet"
+        except (OSError, ValueError) as e:
+            self.error = f"push channel: {e}"
+
+    def expect(self, key):
+        with self.cond:
+            self.want = (key, time.perf_counter())
+            self.got = None
+
+    def wait(self, timeout):
+        """perf_counter of the expected event, or None after timeout."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.got is not None, timeout=timeout)
+            got, self.want = self.got, None
+            return got
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(timeout=2)
+
+
+def percentile(sorted_vals, p):
+    """Nearest-rank percentile of an ascending list (p in 0..100)."""
+    if not sorted_vals:
+        return None
+    k = max(0, min(len(sorted_vals) - 1, -(-len(sorted_vals) * p // 100) - 1))
+    return sorted_vals[int(k)]
+
+
+def stream_latency(a, pg_port, vport, push_port, keys, writers_bg=None):
+    """Time n UPDATEs made directly on Postgres until their invalidate event.
+
+    For each key: read its row through pgvalet (so a cached entry exists to
+    evict), arm the listener, UPDATE it on a direct connection whose session
+    has synchronous_commit = on, t0 = when the UPDATE returned (commit
+    acknowledged), t1 = when the matching event was read off the push channel.
+    The first STREAM_LAT_WARMUP keys are not recorded.
+    """
+    res = {"samples": [], "lost": 0, "other_wps": None, "errors": []}
+    listener = PushListener(push_port, DB, "public", "pgbench_accounts")
+    reader = pg_connect(vport)
+    writer = pg_connect(pg_port)
+    try:
+        wcur, rcur = writer.cursor(), reader.cursor()
+        wcur.execute("SET synchronous_commit = on")
+        ev0 = t_start = None
+        for i, key in enumerate(keys):
+            if i == STREAM_LAT_WARMUP:
+                ev0, t_start = listener.events, time.perf_counter()
+            if writers_bg is not None and writers_bg[0].poll() is not None:
+                res["errors"].append(f"the pgbench writers exited early "
+                                     f"(status {writers_bg[0].returncode}): "
+                                     f"{tail(writers_bg[2], 3)}")
+                writers_bg = None
+            rcur.execute("SELECT abalance FROM pgbench_accounts WHERE aid = %s", (key,))
+            rcur.fetchall()
+            listener.expect(key)
+            wcur.execute("UPDATE pgbench_accounts SET abalance = abalance + 1 "
+                          "WHERE aid = %s", (key,))
+            t0 = time.perf_counter()
+            t1 = listener.wait(STREAM_LAT_TIMEOUT)
+            if i >= STREAM_LAT_WARMUP:
+                if t1 is None:
+                    res["lost"] += 1
+                else:  # the event can be read before execute() returns: 0
+                    res["samples"].append(max(0.0, t1 - t0) * 1000.0)
+            if t1 is None and listener.error:
+                res["errors"].append(listener.error)
+                break
+            time.sleep(STREAM_LAT_PAUSE)
+        if t_start is not None:
+            elapsed = time.perf_counter() - t_start
+            mine = len(res["samples"]) + res["lost"]
+            res["other_wps"] = max(0, listener.events - ev0 - mine) / elapsed
+    finally:
+        reader.close()
+        writer.close()
+        listener.close()
+    for what, n in (("whole-table invalidate events", listener.whole),
+                    ("flush events", listener.flushes),
+                    ("stream down lines", listener.downs),
+                    ("seq gaps (events lost)", listener.gaps)):
+        if n:
+            res["errors"].append(f"{n} {what} on the push channel")
+    return res
+
+
+def stream_hits(a, base, binary, pg_port, name, variant, script, outdir):
+    """One hits-* run on a fresh pgvalet: skewed reads through it, writers bypassing it."""
+    res = {"errors": []}
+    vname = f"pgvalet-{name}"
+    port, proc, errpath = start_pgvalet(base, binary, pg_port, "transaction",
+                                        a.pool_size, a.workers, a.extra, name=vname)
+    try:
+        wait_stream_up(errpath, proc, vname)
+        dur = a.stream_duration
+        writers = None
+        if variant != "nowriters":
+            writers = pgbench_background(
+                pg_port, ["-n", *STREAM_HIT_WRITERS, "-T", str(dur)], f"writers-{name}",
+                outdir)
+        res["read_tps"], err = pgbench(
+            port, ["-n", "-c", str(STREAM_HIT_READERS), "-j", str(a.jobs), "-M", "simple",
+                   "-T", str(dur), "-f", script], dur + 60)
+        if err:
+            res["errors"].append(f"readers: {err}")
+        if writers:
+            res["write_tps"], err = pgbench_collect(writers, dur + 60)
+            if err:
+                res["errors"].append(f"writers: {err}")
+        if proc.poll() is not None:
+            res["errors"].append(f"{vname} died (status {proc.returncode})")
+    finally:
+        stop_process(proc, vname)
+    st = valet_cache_stats(errpath)
+    if st:
+        res["hits"], res["misses"] = st[0], st[1]
+    else:
+        res["errors"].append("no `cache:` line in pgvalet's output")
+    res["invalidated"] = valet_invalidated(errpath)
+    res["stream"] = valet_stream_stats(errpath)
+    if res["stream"] is None:
+        res["errors"].append("no `stream:` line in pgvalet's output")
+    return res
+
+
+def run_stream(a, base, pg_port, started, mach):
+    binary = os.path.abspath(a.binary)
+    outdir = os.path.join(base, "stream")
+    os.mkdir(outdir)
+    os.chmod(outdir, 0o755)
+    naccounts = 100000 * a.scale
+    rc, settings, _err = psql(
+        pg_port, "SELECT string_agg(n || '=' || current_setting(n), ', ') FROM "
+        "unnest(ARRAY['synchronous_commit', 'wal_writer_delay', 'wal_writer_flush_after', "
+        "'fsync', 'wal_level']) n")
+    settings = settings if rc == 0 else "unknown"
+    log(f"stream table: Postgres {settings}")
+    psql(pg_port, "CHECKPOINT", timeout=120)
+    load_before = os.getloadavg()[0]
+
+    results = {}  # row name -> dict
+    notes = []
+
+    def err_row(name, e):
+        results[name] = {"errors": [str(e).splitlines()[0] if str(e) else repr(e)]}
+        log(f"{name}: {e}")
+
+    lat_rows = [r for r in a.stream_rows if r[1] == "latency"]
+    hit_rows = [r for r in a.stream_rows if r[1] == "hits"]
+
+    # ---- write -> eviction latency: one pgvalet for both rows
+    if lat_rows:
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            for name, _w, _v in lat_rows:
+                err_row(name, "needs psycopg2 (apt-get install python3-psycopg2)")
+            lat_rows = []
+    if lat_rows:
+        proc = None
+        try:
+            if not os.path.isfile(binary):
+                raise RuntimeError(f"{a.binary} does not exist (make all)")
+            vport, proc, errpath = start_pgvalet(base, binary, pg_port, "transaction",
+                                                 a.pool_size, a.workers, a.extra,
+                                                 name="pgvalet-latency")
+            wait_stream_up(errpath, proc, "pgvalet-latency")
+            m = re.search(r"push channel for in-process caches on 127\.0\.0\.1:(\d+)",
+                          tail(errpath, 50))
+            push_port = int(m.group(1)) if m else vport + 2
+            rng = random.Random(42)
+            all_keys = rng.sample(range(1, naccounts + 1),
+                                  len(lat_rows) * (STREAM_LAT_WARMUP + a.stream_samples))
+        except RuntimeError as e:
+            for name, _w, _v in lat_rows:
+                err_row(name, f"pgvalet: {e}")
+            lat_rows = []
+            if proc is not None:
+                stop_process(proc, "pgvalet-latency")
+        for idx, (name, _w, variant) in enumerate(lat_rows):
+            n_keys = STREAM_LAT_WARMUP + a.stream_samples
+            keys = all_keys[idx * n_keys:(idx + 1) * n_keys]
+            bg = None
+            try:
+                if variant == "load":
+                    bg = pgbench_background(pg_port, ["-n", *STREAM_LOAD_WRITERS, "-T", "3600"],
+                                            f"writers-{name}", outdir)
+                    time.sleep(1.0)  # let the writers connect and reach their rate
+                log(f"{name}: {a.stream_samples} UPDATEs (+{STREAM_LAT_WARMUP} "
+                    "unrecorded)" + (" under pgbench " + " ".join(STREAM_LOAD_WRITERS)
+                                     if bg else ""))
+                res = stream_latency(a, pg_port, vport, push_port, keys, bg)
+            except Exception as e:  # psycopg2 errors, socket errors
+                err_row(name, f"{type(e).__name__}: {e}")
+                continue
+            finally:
+                if bg is not None:
+                    stop_process(bg[0], f"writers-{name}", signal.SIGINT)
+            s = sorted(res["samples"])
+            res.update(n=len(s), p50=percentile(s, 50), p90=percentile(s, 90),
+                       p99=percentile(s, 99), max=s[-1] if s else None)
+            results[name] = res
+            log(f"{name}: p50 {fmt_ms(res['p50'])} p90 {fmt_ms(res['p90'])} "
+                f"p99 {fmt_ms(res['p99'])} max {fmt_ms(res['max'])} ms, "
+                f"{res['lost']} lost")
+        if lat_rows:
+            stop_process(proc, "pgvalet-latency")
+            st = valet_stream_stats(errpath)
+            if st:
+                notes.append(f"latency rows' pgvalet: {fmt_stream(st)}")
+
+    # ---- hit rate under bypassing writers: a fresh pgvalet per row
+    for name, _w, variant in hit_rows:
+        script = os.path.join(outdir, f"{name}.sql")
+        with open(script, "w") as f:
+            f.write(stream_script(variant, a.scale))
+        try:
+            if not os.path.isfile(binary):
+                raise RuntimeError(f"{a.binary} does not exist (make all)")
+            log(f"{name}: {a.stream_duration}s, {STREAM_HIT_READERS} readers through "
+                "pgvalet" + ("" if variant == "nowriters" else
+                             ", pgbench " + " ".join(STREAM_HIT_WRITERS) + " direct"))
+            res = stream_hits(a, base, binary, pg_port, name, variant, script, outdir)
+        except RuntimeError as e:
+            err_row(name, f"pgvalet: {e}")
+            continue
+        results[name] = res
+        log(f"{name}: read {fmt_tps(res.get('read_tps'))} tps, "
+            f"{fmt_hits(res['hits'], res['misses']) if 'hits' in res else 'no cache stats'}")
+
+    load_after = os.getloadavg()[0]
+    loadavg = f"{load_before:.1f} before, {load_after:.1f} after"
+
+    # ---- tables
+    print()
+    print(f"stream: writes made directly on Postgres (bypassing pgvalet) -> evictions "
+          f"via the logical replication stream; scale {a.scale}, pgvalet "
+          f"pool_mode=transaction pool_size={a.pool_size}")
+    print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
+          f"{started:%Y-%m-%d %H:%M}")
+    print(f"Postgres: {settings}; the timed UPDATEs' session: synchronous_commit = on; "
+          f"1-min load average {loadavg} (on {mach['nproc']} CPUs)")
+    if any(r[1] == "latency" for r in a.stream_rows):
+        print()
+        print(f"write -> eviction: UPDATE one row on a direct connection, t0 = the UPDATE "
+              f"returned, t1 = its invalidate event (source wal) read off the push channel; "
+              f"{a.stream_samples} samples, {STREAM_LAT_PAUSE * 1000:.0f} ms apart; "
+              f"load = pgbench TPC-B-like {' '.join(STREAM_LOAD_WRITERS)} direct")
+        header = ["row", "samples", "p50 ms", "p90 ms", "p99 ms", "max ms", "lost",
+                  "other writes/s", f"goal p99 <= {STREAM_GOAL_P99_MS:.0f} ms"]
+        table = []
+        for name, w, _v in a.stream_rows:
+            if w != "latency":
+                continue
+            r = results.get(name, {})
+            p99 = r.get("p99")
+            goal = "N/A" if p99 is None or r.get("lost") else (
+                "met" if p99 <= STREAM_GOAL_P99_MS else "MISSED")
+            if p99 is not None and r.get("lost"):
+                goal = "MISSED (lost events)"
+            table.append([name, str(r.get("n", "N/A")), fmt_ms(r.get("p50")),
+                          fmt_ms(r.get("p90")), fmt_ms(r.get("p99")), fmt_ms(r.get("max")),
+                          str(r.get("lost", "N/A")),
+                          "N/A" if r.get("other_wps") is None else f"{r['other_wps']:.0f}",
+                          goal])
+        print_table(header, table)
+    if any(r[1] == "hits" for r in a.stream_rows):
+        print()
+        print(f"hit rate: pgbench -n -c {STREAM_HIT_READERS} -j {a.jobs} -M simple "
+              f"-T {a.stream_duration} through a fresh pgvalet, `aid = "
+              f"random_zipfian(1, {naccounts}, {STREAM_ZIPF})`, while pgbench TPC-B-like "
+              f"{' '.join(STREAM_HIT_WRITERS)} -T {a.stream_duration} writes directly; "
+              "hits/misses from pgvalet's shutdown stats (cold start included)")
+        header = ["row", "invalidation", "read tps", "writer tps", "hits", "misses",
+                  "hit rate", "stream txns", "entries invalidated", "stream lag"]
+        kinds = {"nowriters": "(no writers)", "row": "row-level (aid = :aid)",
+                 "table": "table-level (aid = :aid + 0)"}
+        table = []
+        for name, w, v in a.stream_rows:
+            if w != "hits":
+                continue
+            r = results.get(name, {})
+            st = r.get("stream") or {}
+            table.append([name, kinds[v], fmt_tps(r.get("read_tps")),
+                          fmt_tps(r.get("write_tps")) if v != "nowriters" else "-",
+                          f"{r['hits']:,}" if "hits" in r else "N/A",
+                          f"{r['misses']:,}" if "misses" in r else "N/A",
+                          fmt_pct(hit_rate(r)),
+                          f"{st['transactions']:,}" if st else "N/A",
+                          "N/A" if r.get("invalidated") is None else f"{r['invalidated']:,}",
+                          f"{st['lag_bytes']} B / {st['lag_ms']} ms" if st else "N/A"])
+        print_table(header, table)
+        row, tbl, ceil = (results.get(n, {}) for n in ("hits-row", "hits-table",
+                                                       "hits-nowriters"))
+        ratios = []
+        if hit_rate(row) is not None and hit_rate(tbl) is not None:
+            ratios.append(f"row-level / table-level: hit rate "
+                          f"{fmt_ratio(hit_rate(row), hit_rate(tbl))}, read tps "
+                          f"{fmt_ratio(row.get('read_tps'), tbl.get('read_tps'))}")
+        if hit_rate(row) is not None and hit_rate(ceil) is not None:
+            ratios.append(f"row-level / no writers: hit rate "
+                          f"{fmt_ratio(hit_rate(row), hit_rate(ceil))}, read tps "
+                          f"{fmt_ratio(row.get('read_tps'), ceil.get('read_tps'))}")
+        for line in ratios:
+            print(line)
+    notes_out = []
+    for name, _w, _v in a.stream_rows:
+        for e in results.get(name, {}).get("errors", []):
+            notes_out.append(f"{name}: {e}")
+    notes_out += notes
+    for name, w, _v in a.stream_rows:
+        st = results.get(name, {}).get("stream")
+        if w == "hits" and st:
+            notes_out.append(f"{name} pgvalet stream: {fmt_stream(st)}")
+    if notes_out:
+        print("N/A and notes:")
+        for f_ in notes_out:
+            print(f"  - {f_}")
+    print(flush=True)
+
+    # ---- CSV
+    if not a.no_csv:
+        path = csv_path(a.results_dir, started, "stream")
+        tmp = path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["date", "nproc", "cpu_model", "kernel", "scale", "pool_size",
+                         "pgvalet_extra_args", "postgres_settings", "row", "workload",
+                         "variant", "loadavg_1m", "samples", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+                         "lost", "other_writes_per_s", "goal_p99_ms", "duration_s",
+                         "read_clients", "writer_args", "read_tps", "writer_tps", "hits",
+                         "misses", "hit_rate", "entries_invalidated",
+                         "stream_transactions", "row_evictions", "table_evictions",
+                         "lag_bytes", "lag_ms", "notes"])
+
+            def num(v, fmt):
+                return "" if v is None else format(v, fmt)
+            for name, w, v in a.stream_rows:
+                r = results.get(name, {})
+                st = r.get("stream") or {}
+                lat = w == "latency"
+                writer_args = (" ".join(STREAM_LOAD_WRITERS) if lat and v == "load" else
+                               " ".join(STREAM_HIT_WRITERS) if not lat and v != "nowriters"
+                               else "")
+                wr.writerow([started.isoformat(timespec="seconds"), mach["nproc"],
+                             mach["cpu_model"], mach["kernel"], a.scale, a.pool_size,
+                             " ".join(([f"--workers {a.workers}"] if a.workers else [])
+                                      + a.extra),
+                             settings, name, w, v, loadavg,
+                             r.get("n", "") if lat else "",
+                             num(r.get("p50"), ".3f"), num(r.get("p90"), ".3f"),
+                             num(r.get("p99"), ".3f"), num(r.get("max"), ".3f"),
+                             r.get("lost", "") if lat else "",
+                             num(r.get("other_wps"), ".1f"),
+                             STREAM_GOAL_P99_MS if lat else "",
+                             "" if lat else a.stream_duration,
+                             "" if lat else STREAM_HIT_READERS, writer_args,
+                             num(r.get("read_tps"), ".1f"), num(r.get("write_tps"), ".1f"),
+                             r.get("hits", ""), r.get("misses", ""),
+                             num(hit_rate(r), ".4f"), num(r.get("invalidated"), "d"),
+                             st.get("transactions", ""), st.get("row_evictions", ""),
+                             st.get("table_evictions", ""), st.get("lag_bytes", ""),
+                             st.get("lag_ms", ""), "; ".join(r.get("errors", []))])
+        os.replace(tmp, path)
+        print(f"CSV: {show_path(path)}", flush=True)
+
+
+def fmt_ms(v):
+    return "N/A" if v is None else f"{v:.2f}"
+
+
+def fmt_pct(v):
+    return "N/A" if v is None else f"{100.0 * v:.1f} %"
+
+
+def hit_rate(r):
+    total = r.get("hits", 0) + r.get("misses", 0)
+    return r["hits"] / total if "hits" in r and total else None
+
+
+def fmt_stream(st):
+    return (f"{st['transactions']:,} transactions, {st['row_evictions']:,} row and "
+            f"{st['table_evictions']:,} table evictions, {st['flushes']} flushes, "
+            f"{st['reconnects']} reconnects, lag {st['lag_bytes']} bytes / "
+            f"{st['lag_ms']} ms")
+
+
 def main():
     a = parse_args()
     for tool in ("pgbench", "psql"):
@@ -1101,6 +1723,8 @@ def main():
         run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach)
     if a.cache_rows:
         run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach)
+    if a.stream_rows:
+        run_stream(a, base, pg_port, started, mach)
     return 0
 
 
