@@ -108,7 +108,8 @@ clean:
 #                    run over its committed corpus (no libFuzzer needed)
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl fuzz_analysis fuzz_pgoutput
+FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl fuzz_analysis fuzz_pgoutput \
+                fuzz_events
 FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -Isrc -Itests/fuzz $(PKG_CFLAGS)
@@ -122,6 +123,7 @@ fuzz_scram_SRC    := src/proto/scram.c
 fuzz_pgurl_SRC    := src/core/pgurl.c
 fuzz_analysis_SRC := src/analysis/shape.c src/analysis/shape_pred.c
 fuzz_pgoutput_SRC := src/invalidate/pgoutput.c
+fuzz_events_SRC   := src/invalidate/events.c
 
 build/fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)

@@ -21,6 +21,7 @@
 #include "cache/store.h"
 #include "cache/tags.h"
 #include "core/log.h"
+#include "invalidate/events.h"
 #include "invalidate/push.h"
 
 enum {
@@ -28,7 +29,6 @@ enum {
 	BUS_BACKOFF_MIN_MS = 100,
 	BUS_BACKOFF_MAX_MS = 5000,
 	BUS_TIMEOUT_MS = 2000,		/* connect and publish */
-	BUS_MAX_TAGS = 4096,		/* per received message */
 };
 
 static const char CHANNEL[] = "pgvalet:invalidate";
@@ -56,6 +56,7 @@ struct bus {
 	_Atomic uint64_t reconnects;
 	/* the thread's own */
 	redisContext *sub, *pub;
+	struct bus_line *line;		/* the message being applied */
 };
 
 /* redis://[[user]:password@]host[:port][/db] */
@@ -136,9 +137,15 @@ bus_new(const char *url, struct cache_store *cache, struct push *push,
 		snprintf(b->id + 2 * i, 3, "%02x", rnd[i]);
 	b->cache = cache;
 	b->push = push;
+	if (!(b->line = malloc(sizeof(*b->line)))) {
+		snprintf(err, errlen, "out of memory for the bus");
+		free(b);
+		return NULL;
+	}
 	b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (b->wake_fd < 0) {
 		snprintf(err, errlen, "bus: eventfd: %s", strerror(errno));
+		free(b->line);
 		free(b);
 		return NULL;
 	}
@@ -260,58 +267,28 @@ bus_close(struct bus *b)
 static void
 on_message(struct bus *b, const char *s, size_t len)
 {
-	char db[128], *copy, *p, *tok, *save = NULL;
-	const char *bar1, *bar2;
-	uint64_t *tags, tag;
-	size_t n = 0;
+	struct bus_line *m = b->line;
+	uint64_t tag;
 
-	bar1 = memchr(s, '|', len);
-	if (!bar1 || (size_t)(bar1 - s) != 16 || memcmp(s, b->id, 16) == 0)
-		return;		/* malformed, or our own */
-	bar2 = memchr(bar1 + 1, '|', len - (size_t)(bar1 + 1 - s));
-	if (!bar2 || (size_t)(bar2 - bar1 - 1) >= sizeof(db))
+	if (bus_line_parse(s, len, m)) {
+		log_warn("bus: ignored a malformed message (%zu bytes)", len);
 		return;
-	memcpy(db, bar1 + 1, (size_t)(bar2 - bar1 - 1));
-	db[bar2 - bar1 - 1] = 0;
+	}
+	if (memcmp(m->id, b->id, 16) == 0)
+		return;		/* our own */
 	atomic_fetch_add_explicit(&b->received, 1, memory_order_relaxed);
-	p = (char *)bar2 + 1;
-	if (len - (size_t)(p - s) == 1 && *p == '*') {
-		tag = cache_tag_db(db);
+	if (m->all) {
+		tag = cache_tag_db(m->db);
 		cache_tag_bump(b->cache, &tag, 1);
 		if (b->push)
-			push_flush(b->push, db, "a write through another proxy");
+			push_flush(b->push, m->db, "a write through another proxy");
 		return;
 	}
-	copy = strndup(p, len - (size_t)(p - s));
-	tags = malloc(BUS_MAX_TAGS * sizeof(*tags));
-	if (copy && tags) {
-		for (tok = strtok_r(copy, ",", &save); tok && n < BUS_MAX_TAGS;
-		     tok = strtok_r(NULL, ",", &save)) {
-			char *e;
-
-			tag = strtoull(tok, &e, 16);
-			if (*e || e - tok != 16)
-				break;
-			tags[n++] = tag;
-		}
-		if (tok) {	/* malformed or too many: drop the database */
-			tags[0] = cache_tag_db(db);
-			n = 1;
-		}
-	} else {	/* out of memory: drop the database */
-		tag = cache_tag_db(db);
-		cache_tag_bump(b->cache, &tag, 1);
-		n = 0;
-	}
-	if (n) {
-		cache_tag_bump(b->cache, tags, n);
-		atomic_fetch_add_explicit(&b->applied_tags, n,
-					  memory_order_relaxed);
-		if (b->push)
-			push_tags(b->push, db, tags, n, "bus");
-	}
-	free(copy);
-	free(tags);
+	cache_tag_bump(b->cache, m->tags, m->ntags);
+	atomic_fetch_add_explicit(&b->applied_tags, m->ntags,
+				  memory_order_relaxed);
+	if (b->push)
+		push_tags(b->push, m->db, m->tags, m->ntags, "bus");
 }
 
 /* Read what the subscription has; false when the connection failed. */
@@ -502,6 +479,7 @@ bus_free(struct bus *b)
 	drop_queue(b);
 	close(b->wake_fd);
 	pthread_mutex_destroy(&b->lock);
+	free(b->line);
 	free(b);
 }
 

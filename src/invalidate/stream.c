@@ -27,6 +27,7 @@
 #include "cache/store.h"
 #include "cache/tags.h"
 #include "core/log.h"
+#include "invalidate/events.h"
 #include "invalidate/pgoutput.h"
 #include "invalidate/push.h"
 
@@ -75,6 +76,7 @@ struct stream_db {
 	/* the thread's own */
 	PGconn *conn;
 	struct pgo_msg *msg;
+	struct notify_change *notice;	/* NOTIFY mode: the one being applied */
 	struct rel *rels[REL_BUCKETS];
 	bool in_txn, txn_flood;
 	size_t ntxn;
@@ -578,7 +580,9 @@ static const char NOTIFY_FUNCTION_SQL[] =
 	"  IF n = 0 THEN RETURN NULL; END IF;"
 	"  IF keys IS NULL OR n > 300 THEN keys := '*'; END IF;"
 	"  PERFORM pg_notify('pgvalet_invalidate',"
-	"   TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || '|' || keys);"
+	"   octet_length(TG_TABLE_SCHEMA) || ':' || TG_TABLE_SCHEMA ||"
+	"   octet_length(TG_TABLE_NAME) || ':' || TG_TABLE_NAME || '|' ||"
+	"   keys);"
 	"  RETURN NULL;"
 	" END $f$";
 
@@ -592,25 +596,23 @@ ensure_notify(struct stream_db *d)
 	return true;
 }
 
-/* One notification: "schema.table|k1,k2,..." or "schema.table|*". */
+/* One notification (events.h: notify_parse). */
 static void
 on_notify(struct stream_db *d, const char *payload)
 {
+	struct notify_change *n = d->notice;
 	struct txn_rel tr = { 0 };
 	struct rel r = { .key = -1 };
 	struct cat_rel facts;
-	const char *bar = strrchr(payload, '|'), *dot, *p;
 	uint64_t tags[2 + TXN_MAX_ROWS + 2 * CAT_MAX_TAGS];
-	char *e;
+	size_t i;
 
-	dot = bar ? memchr(payload, '.', (size_t)(bar - payload)) : NULL;
-	if (!dot || (size_t)(dot - payload) >= sizeof(r.nsp) ||
-	    (size_t)(bar - dot - 1) >= sizeof(r.name)) {
+	if (notify_parse(payload, strlen(payload), n)) {
 		flush_db(d, "a notification pgvalet could not read");
 		return;
 	}
-	memcpy(r.nsp, payload, (size_t)(dot - payload));
-	memcpy(r.name, dot + 1, (size_t)(bar - dot - 1));
+	snprintf(r.nsp, sizeof(r.nsp), "%s", n->schema);
+	snprintf(r.name, sizeof(r.name), "%s", n->table);
 	r.table = cache_tag_table(d->name, r.name);
 	if (catalog_rel_wait(d->ss->cfg.cat, d->name, r.name, &facts,
 			     CATALOG_WAIT_MS) != CAT_KNOWN ||
@@ -621,16 +623,9 @@ on_notify(struct stream_db *d, const char *payload)
 	r.n_up = facts.n_up;
 	memcpy(r.up, facts.up_tags, sizeof(r.up));
 	tr.rel = &r;
-	tr.whole = strcmp(bar + 1, "*") == 0;
-	for (p = bar + 1; !tr.whole && *p; p = *e ? e + 1 : e) {
-		long long v = strtoll(p, &e, 10);
-
-		if (e == p || (*e && *e != ',')) {
-			tr.whole = true;
-			break;
-		}
-		add_row(&tr, v);
-	}
+	tr.whole = n->whole;
+	for (i = 0; i < n->nrows; i++)
+		add_row(&tr, n->rows[i]);
 	apply_rel(d, &tr, tags);
 	atomic_fetch_add_explicit(&d->ss->transactions, 1, RELAXED);
 }
@@ -904,6 +899,7 @@ stream_set_free(struct stream_set *ss)
 		next = d->next;
 		pthread_join(d->thread, NULL);
 		free(d->msg);
+		free(d->notice);
 		free(d->txn);
 		free(d);
 	}
@@ -927,11 +923,13 @@ stream_db_get(struct stream_set *ss, const char *db)
 	d->ss = ss;
 	snprintf(d->name, sizeof(d->name), "%s", db);
 	d->msg = malloc(sizeof(*d->msg));
+	d->notice = malloc(sizeof(*d->notice));
 	d->txn = malloc(TXN_MAX_RELS * sizeof(*d->txn));
-	if (!d->msg || !d->txn ||
+	if (!d->msg || !d->notice || !d->txn ||
 	    pthread_create(&d->thread, NULL, stream_thread, d)) {
 		log_error("stream %s: cannot start its consumer", db);
 		free(d->msg);
+		free(d->notice);
 		free(d->txn);
 		free(d);
 		d = NULL;
