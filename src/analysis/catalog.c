@@ -517,6 +517,18 @@ is_true(const PGresult *res, int row, int col)
 	return PQgetvalue(res, row, col)[0] == 't';
 }
 
+/* Is relation 'oid' (every leaf of it) in the publication now? */
+static bool
+published(struct catalog *cat, PGconn *conn, const char *oid)
+{
+	const char *params[2] = { oid, cat->publication };
+	PGresult *res = run_params(conn, COVER_SQL, 2, params);
+	bool yes = res && PQntuples(res) == 1 && is_true(res, 0, 2);
+
+	PQclear(res);
+	return yes;
+}
+
 /*
  * Does the stream carry every change to relation 'oid'?  With a managed
  * publication, a table that has a replica identity is added to it.
@@ -573,7 +585,7 @@ covered(struct catalog *cat, struct cat_db *d, const char *oid, char kind)
 	if (ok)
 		log_info("catalog: %s.%s added to publication %s", nsp, rel,
 			 cat->publication);
-	else
+	else if (!(ok = published(cat, conn, oid)))	/* another proxy won? */
 		log_warn("catalog: reads of %s.%s are not cached: %s: %s", nsp,
 			 rel, sql, PQerrorMessage(conn));
 	PQclear(res);
@@ -635,9 +647,14 @@ triggered(struct cat_db *d, const char *oid, char kind)
 	if (ok) {
 		log_info("catalog: NOTIFY triggers installed on %s", rel);
 	} else {
-		log_warn("catalog: reads of %s are not cached: cannot install"
-			 " its NOTIFY triggers: %s", rel, PQerrorMessage(conn));
+		snprintf(sql, sizeof(sql), "%s", PQerrorMessage(conn));
 		PQclear(PQexec(conn, "ROLLBACK"));
+		res = run(conn, TRIGGERS_SQL, oid);	/* another proxy won? */
+		ok = res && PQntuples(res) == 1 && is_true(res, 0, 1);
+		PQclear(res);
+		if (!ok)
+			log_warn("catalog: reads of %s are not cached: cannot "
+				 "install its NOTIFY triggers: %s", rel, sql);
 	}
 	free(rel);
 	PQfreemem(key);

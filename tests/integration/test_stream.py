@@ -416,3 +416,32 @@ def test_clean_drops_the_publication_pgvalet_created(sproxy, pg, table):
     assert out.returncode == 0, out.stderr
     assert "DROP PUBLICATION pgvalet" in out.stdout
     assert one(pg.connect(), "SELECT count(*) FROM pg_publication WHERE pubname = 'pgvalet'") == 0
+
+
+def test_each_database_gets_its_own_stream(sproxy, pg, uniq):
+    d = pg.connect()
+    d.cursor().execute(f"CREATE DATABASE {uniq}")
+    try:
+        d2 = psycopg2.connect(pg.url(db=uniq))
+        d2.autocommit = True
+        d2.cursor().execute("CREATE TABLE items (id int PRIMARY KEY, v int)")
+        d2.cursor().execute("INSERT INTO items SELECT g, g FROM generate_series(1, 5) g")
+        c = psycopg2.connect(sproxy.url(db=uniq))
+        c.autocommit = True
+        wait_log(sproxy, rf"stream {uniq}: up")
+        up = Upstream(pg, "items")
+        up.d.close()
+        up.d = d2  # pg_stat_statements is cluster-wide; count on the new database's connection
+        d2.cursor().execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        r3, r4 = point(c, "items", 3), point(c, "items", 4)
+        up.wait_cached(r3, "row 3 in the second database")
+        up.wait_cached(r4, "row 4 in the second database")
+        d2.cursor().execute("UPDATE items SET v = 33 WHERE id = 3")
+        eventually(r3, 33, "row 3 after a bypassing write in the second database")
+        assert up.assert_cached(r4, "row 4 in the second database") == 4
+        c.close()
+        d2.close()
+    finally:
+        sproxy.stop()  # its consumer holds a connection to the database
+        sproxy.ready = False
+        d.cursor().execute(f"DROP DATABASE {uniq} WITH (FORCE)")
