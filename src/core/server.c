@@ -207,8 +207,8 @@ resolve_upstream(struct server *srv, char *err, size_t errlen)
 	return 0;
 }
 
-static int open_listener(const struct config *cfg, bool reuseport, char *err,
-			 size_t errlen);
+static int open_listener(const struct config *cfg, bool reuseport,
+			 bool probe, char *err, size_t errlen);
 
 /* The push channel: loopback TCP on --push-port, a unix socket. */
 static int
@@ -336,8 +336,10 @@ server_init(struct server *srv, const struct config *cfg, char *err,
 			return -1;
 	}
 	/* The port must be ours (not another pgvalet's) before anything
-	 * else listens or connects; the workers open their own sockets. */
-	fd = open_listener(cfg, false, err, errlen);
+	 * else listens or connects; the workers open their own sockets.  A
+	 * bind without listen: it fails if anyone listens there, and never
+	 * accepts a client it would then reset. */
+	fd = open_listener(cfg, false, true, err, errlen);
 	if (fd < 0)
 		return -1;
 	close(fd);
@@ -524,8 +526,8 @@ server_request_steal(struct server *srv, struct worker *from)
  * SO_REUSEPORT sockets would otherwise silently share it with us.
  */
 static int
-open_listener(const struct config *cfg, bool reuseport, char *err,
-	      size_t errlen)
+open_listener(const struct config *cfg, bool reuseport, bool probe,
+	      char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE }, *res;
@@ -548,7 +550,7 @@ open_listener(const struct config *cfg, bool reuseport, char *err,
 	     (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
 				      sizeof(one))) ||
 	     bind(fd, res->ai_addr, res->ai_addrlen) ||
-	     listen(fd, LISTEN_BACKLOG))) {
+	     (!probe && listen(fd, LISTEN_BACKLOG)))) {
 		snprintf(err, errlen, "could not listen on %s:%d: %s",
 			 cfg->listen_addr, cfg->port, strerror(errno));
 		close(fd);
@@ -673,7 +675,7 @@ worker_init(struct server *srv, struct worker *w, int id, char *err,
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		return -1;
 	}
-	w->listen_fd = open_listener(&srv->cfg, true, err, errlen);
+	w->listen_fd = open_listener(&srv->cfg, true, false, err, errlen);
 	if (w->listen_fd < 0)
 		return -1;
 	w->listen_watch.cb = on_accept;
