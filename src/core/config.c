@@ -156,6 +156,10 @@ static const struct opt options[] = {
 	  .help = "redis://[:password@]host[:port][/db]: proxies sharing a "
 		  "database tell each other at once what writes through them "
 		  "evicted (each still reads the replication stream)" },
+	{ .name = "stats-period", .type = OPT_DURATION, .metavar = "DURATION",
+	  .def = "60s", .min = 0, .max = DAY_MS, FIELD(stats_period_ms),
+	  .help = "log the cache, replication stream, bus and push channel "
+		  "counters this often (0 = only at shutdown)" },
 	{ .name = "debug-skip-invalidation", .type = OPT_INT, .metavar = "0|1",
 	  .def = "0", .min = 0, .max = 1, FIELD(debug_skip_invalidation),
 	  .help = "TESTING ONLY: never invalidate cached results, so the "

@@ -45,6 +45,7 @@ struct config {
 	int push_port;			/* --push-port, -1 = port + 2, 0 = off */
 	char push_socket_dir[256];	/* --push-socket-dir, "" = none */
 	char bus[512];			/* --bus redis://..., "" = none */
+	int stats_period_ms;		/* --stats-period, 60s; 0 = never */
 	int debug_skip_invalidation;	/* testing the consistency checker */
 	int verbose;			/* -v (repeatable) / --verbose N */
 	char auth_file[512];		/* --auth-file, optional */

@@ -798,6 +798,48 @@ log_cache_stats(const struct server *srv)
 		 (unsigned long long)st.entries, (unsigned long long)st.bytes);
 }
 
+static void
+log_push_stats(const struct server *srv)
+{
+	struct push_stats st;
+
+	if (!srv->push)
+		return;
+	push_get_stats(srv->push, &st);
+	log_info("push: %llu subscribers, %llu events, %llu bytes sent, %llu "
+		 "dropped as too slow",
+		 (unsigned long long)st.subscribers,
+		 (unsigned long long)st.events,
+		 (unsigned long long)st.bytes_sent,
+		 (unsigned long long)st.dropped_slow);
+}
+
+/*
+ * Block until SIGINT/SIGTERM; every --stats-period meanwhile, log the
+ * cache, stream, bus and push counters (metrics until the dashboard).
+ */
+static int
+wait_for_signal(struct server *srv, const sigset_t *set)
+{
+	int period = srv->cfg.stats_period_ms, sig;
+	struct timespec ts = { period / 1000, (long)(period % 1000) * 1000000 };
+
+	if (!period || !srv->cache) {
+		while (sigwait(set, &sig))
+			;
+		return sig;
+	}
+	for (;;) {
+		sig = sigtimedwait(set, NULL, &ts);
+		if (sig > 0)
+			return sig;
+		if (errno == EAGAIN) {
+			log_cache_stats(srv);
+			log_push_stats(srv);
+		}
+	}
+}
+
 int
 server_run(struct server *srv)
 {
@@ -842,11 +884,12 @@ server_run(struct server *srv)
 		pthread_create(&srv->workers[i].thread, NULL, worker_main,
 			       &srv->workers[i]);
 	print_banner(srv);
-	sigwait(&set, &sig);
+	sig = wait_for_signal(srv, &set);
 	log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" :
 							       "SIGTERM");
 	atomic_store(&srv->stopping, true);
 	log_cache_stats(srv);
+	log_push_stats(srv);
 	for (i = 0; i < srv->nworkers; i++) {
 		loop_wake(&srv->workers[i].loop);
 		pthread_join(srv->workers[i].thread, NULL);

@@ -83,6 +83,7 @@ struct stream_db {
 	struct txn_rel *txn;		/* TXN_MAX_RELS */
 	int64_t txn_commit_time;
 	uint64_t next_status_ms;
+	bool failing;			/* failed to open since the last up */
 	char slot[96];
 };
 
@@ -177,8 +178,12 @@ exec_ok(struct stream_db *d, const char *sql, ExecStatusType want,
 	char e[512];
 
 	if (PQresultStatus(res) != want) {
-		log_warn("stream %s: %s: %s", d->name, sql,
-			 pq_error(d->conn, e, sizeof(e)));
+		if (d->failing)	/* said once per failure streak */
+			log_debug("stream %s: %s: %s", d->name, sql,
+				  pq_error(d->conn, e, sizeof(e)));
+		else
+			log_warn("stream %s: %s: %s", d->name, sql,
+				 pq_error(d->conn, e, sizeof(e)));
 		PQclear(res);
 		return false;
 	}
@@ -788,9 +793,13 @@ stream_open(struct stream_db *d)
 
 	d->conn = connect_db(&d->ss->cfg, d->name, !d->ss->cfg.notify);
 	if (PQstatus(d->conn) != CONNECTION_OK) {
-		log_warn("stream %s: cannot connect%s: %s", d->name,
-			 d->ss->cfg.notify ? "" : " for replication",
-			 pq_error(d->conn, e, sizeof(e)));
+		if (d->failing)
+			log_debug("stream %s: cannot connect: %s", d->name,
+				  pq_error(d->conn, e, sizeof(e)));
+		else
+			log_warn("stream %s: cannot connect%s: %s", d->name,
+				 d->ss->cfg.notify ? "" : " for replication",
+				 pq_error(d->conn, e, sizeof(e)));
 		return false;
 	}
 	if (d->ss->cfg.notify)
@@ -823,6 +832,12 @@ stream_thread(void *arg)
 
 	while (!atomic_load(&d->ss->stopping)) {
 		if (!stream_open(d)) {
+			if (!d->failing)
+				log_warn("stream %s: retrying (backoff up to %d"
+					 " ms); no cached answers for this "
+					 "database until it is up", d->name,
+					 BACKOFF_MAX_MS);
+			d->failing = true;
 			stream_close(d);
 			if (pause_ms(d->ss, backoff))
 				break;
@@ -830,6 +845,7 @@ stream_thread(void *arg)
 					  ? BACKOFF_MAX_MS : backoff * 2;
 			continue;
 		}
+		d->failing = false;
 		/* anything may have changed while nobody listened */
 		flush_db(d, "replication stream up");
 		d->next_status_ms = 0;
