@@ -7,6 +7,9 @@
 #
 # Knobs (environment):
 #   SOAK_SECONDS=300 SOAK_READERS=16 SOAK_WRITERS=8 SOAK_ROWS=1000 SOAK_HOT_ROWS=8
+#   SOAK_BYPASS_WRITERS=2 SOAK_BYPASS_BOUND_MS=1000   writers on direct connections, seen by
+#                             the proxy through the replication stream (0 = none, e.g. with
+#                             SOAK_PROXY_ARGS="--invalidation ttl ...")
 #   SOAK_WORKERS=2 SOAK_POOL_MODE=transaction SOAK_POOL_SIZE=20 SOAK_SEED=<random>
 #   SOAK_PROXY_ARGS="..."     more pgvalet flags (e.g. "--cache-size 2MB")
 #   SOAK_CHECKER_ARGS="..."   more tests/consistency.py flags (e.g. "--write-duty 1")
@@ -19,6 +22,8 @@ PY=/usr/bin/python3
 SECS=${SOAK_SECONDS:-300}
 READERS=${SOAK_READERS:-16}
 WRITERS=${SOAK_WRITERS:-8}
+BYPASS=${SOAK_BYPASS_WRITERS:-2}
+BOUND_MS=${SOAK_BYPASS_BOUND_MS:-1000}
 ROWS=${SOAK_ROWS:-1000}
 HOT=${SOAK_HOT_ROWS:-8}
 WORKERS=${SOAK_WORKERS:-2}
@@ -82,19 +87,41 @@ for _ in $(seq 150); do
 	sleep 0.1
 done
 [ "$ready" = 1 ] || { cat "$OUT/pgvalet.log" >&2; die "pgvalet did not come up"; }
+if [ "$BYPASS" -gt 0 ]; then
+	# Bypassing writes reach the cache only once the replication stream is up.
+	up=0
+	for _ in $(seq 150); do
+		kill -0 "$VALET_PID" 2>/dev/null || break
+		if grep -qE "stream [^ ]+: up" "$OUT/pgvalet.log"; then
+			up=1
+			break
+		fi
+		sleep 0.1
+	done
+	[ "$up" = 1 ] || { tail -n 20 "$OUT/pgvalet.log" >&2
+		die "the replication stream did not come up (SOAK_BYPASS_WRITERS=0 for --invalidation ttl)"; }
+fi
 
-echo "soak: ${SECS}s, $READERS readers, $WRITERS writers, $ROWS rows, seed $SEED, output in $OUT"
+echo "soak: ${SECS}s, $READERS readers, $WRITERS writers, $BYPASS bypass writers (bound ${BOUND_MS} ms)," \
+	"$ROWS rows, seed $SEED, output in $OUT"
 rc=0
 # shellcheck disable=SC2086  # SOAK_CHECKER_ARGS is split on purpose
 $PY "$ROOT/tests/consistency.py" --dsn "$PROXY" --direct-dsn "$DIRECT" --seconds "$SECS" \
-	--readers "$READERS" --writers "$WRITERS" --rows "$ROWS" --hot-rows "$HOT" --seed "$SEED" \
-	--json "$OUT/result.json" ${SOAK_CHECKER_ARGS:-} || rc=$?
+	--readers "$READERS" --writers "$WRITERS" --bypass-writers "$BYPASS" --bypass-bound-ms "$BOUND_MS" \
+	--rows "$ROWS" --hot-rows "$HOT" --seed "$SEED" --json "$OUT/result.json" ${SOAK_CHECKER_ARGS:-} || rc=$?
+if [ -s "$OUT/result.json" ]; then
+	# How long reads missed writes that bypassed the proxy (the stream's lag, as clients saw it)
+	$PY -c 'import json, sys; r = json.load(open(sys.argv[1]))
+print("soak: bypass writes %d, lagged reads %d, lag max %.1f ms, p99 %.1f ms (bound %g ms), stale-bypass %d"
+      % (r["bypass_writes"], r["lagged_reads"], r["max_bypass_lag_ms"], r["p99_bypass_lag_ms"],
+         r["bypass_bound_ms"], r["violation_kinds"].get("stale-bypass", 0)))' "$OUT/result.json" || true
+fi
 
 alive=1
 kill -0 "$VALET_PID" 2>/dev/null || alive=0
 PROXY_RC=""
 stop_proxy
-grep -E "cache: [0-9]+ hits" "$OUT/pgvalet.log" | sed 's/^/soak: proxy /' || true
+grep -E "cache: [0-9]+ hits|stream: [0-9]+ database" "$OUT/pgvalet.log" | sed 's/^/soak: proxy /' || true
 if [ "$alive" = 0 ]; then
 	echo "soak: FAIL: pgvalet died during the run (status $PROXY_RC); log tail:" >&2
 	tail -n 40 "$OUT/pgvalet.log" >&2
