@@ -962,6 +962,13 @@ lookup(struct client *cl, uint64_t hash, const uint8_t *key, size_t keylen,
 	if (cl->claim_key && cl->claim_keylen == keylen &&
 	    memcmp(cl->claim_key, key, keylen) == 0)
 		return LOOKUP_LEAD;	/* ours already: we were held up */
+	/*
+	 * A client holding a backend (a READ COMMITTED block) never parks
+	 * behind another client's miss: the leader may itself be waiting
+	 * for a backend, and parked holders would starve the pool.
+	 */
+	if (cl->srv)
+		cl->no_claim = true;
 	/* a waiter is only consumed when we park: reuse one per client */
 	if (!cl->no_claim && !cl->spare_wait)
 		cl->spare_wait = calloc(1, sizeof(*cl->spare_wait));

@@ -631,6 +631,42 @@ def test_pool_timeout_inside_a_lazy_block_fails_the_block(proxy, pg, table):
     c.rollback()
 
 
+def test_clients_holding_backends_never_wait_behind_a_miss_that_waits_for_one(proxy, pg, table):
+    """Two READ COMMITTED blocks hold the only two backends; a third client
+    misses on a key and waits for a backend.  When the two blocks read that
+    key they must not park behind the third client's miss (it waits for a
+    backend they hold, until the pool timeout): they read on their own
+    backends, commit, and the third client is served.  (Extended protocol:
+    that is where blocks holding a backend are served from the cache.)"""
+    import threading
+    p = proxy(pool_mode="transaction", pool_size=2, extra=BLIND + ["--pool-timeout", "5s"])
+    warm = psycopg.connect(p.dsn, autocommit=True)
+    for _ in range(3):  # the catalog learns the table
+        warm.execute(f"SELECT v FROM {table} WHERE id = %s", (1,)).fetchone()
+        time.sleep(0.1)
+    blocks = [psycopg.connect(p.dsn) for _ in range(2)]
+    for i, b in enumerate(blocks):  # a miss (each its own) opens each block on a backend
+        b.execute(f"SELECT note FROM {table} WHERE id = %s", (3 + i,)).fetchone()
+    key = f"SELECT v FROM {table} WHERE id = %s"
+    third, errors = {}, []
+
+    def third_client():
+        try:
+            third["v"] = warm.execute(key, (2,)).fetchone()[0]
+        except psycopg.Error as e:
+            errors.append(e)
+
+    t = threading.Thread(target=third_client)
+    t.start()
+    time.sleep(0.5)  # the third client leads the key and waits for a backend
+    for b in blocks:
+        assert b.execute(key, (2,)).fetchone()[0] == 20
+        b.commit()
+    t.join(10)
+    assert not errors, errors
+    assert third.get("v") == 20
+
+
 def test_database_default_repeatable_read_disables_lazy_begin(cproxy, pg, uniq):
     d = pg.connect()
     d.cursor().execute(f"CREATE DATABASE {uniq}")
