@@ -224,54 +224,104 @@ send_byte(struct client *cl, char b)
 		session_flush(cl);
 }
 
-/* Quote a value as a SQL literal: 'it''s'. */
+/* Append s to sql[*n] as a SQL literal ('it''s'); false when full. */
+static bool
+put_literal(char *sql, size_t cap, size_t *n, const char *s)
+{
+	if (*n + 1 >= cap)
+		return false;
+	sql[(*n)++] = '\'';
+	for (; *s; s++) {
+		if (*n + 3 >= cap)
+			return false;
+		if (*s == '\'')
+			sql[(*n)++] = '\'';
+		sql[(*n)++] = *s;
+	}
+	sql[(*n)++] = '\'';
+	sql[*n] = 0;
+	return true;
+}
+
+/*
+ * A setting from the start-up packet, applied as Postgres applies those:
+ * set_config() parses the value by the setting's type, so a list such as
+ * search_path=a,b stays a list (SET x = 'a,b' would make it one name).
+ */
 static int
 add_startup_setting(struct client *cl, const char *name, const char *value)
 {
+	static const char head[] = "SELECT pg_catalog.set_config(";
 	char sql[1200];
-	size_t n, i;
+	size_t n = sizeof(head) - 1;
 
-	n = (size_t)snprintf(sql, sizeof(sql), "SET \"%s\" = '", name);
-	for (i = 0; value[i] && n + 4 < sizeof(sql); i++) {
-		if (value[i] == '\'')
-			sql[n++] = '\'';
-		sql[n++] = value[i];
-	}
-	if (value[i] || strlen(name) > 200)
+	if (strlen(name) > 200)
 		return -1;
-	sql[n++] = '\'';
-	sql[n] = 0;
+	memcpy(sql, head, n);
+	if (!put_literal(sql, sizeof(sql), &n, name) || n + 2 >= sizeof(sql))
+		return -1;
+	sql[n++] = ',';
+	sql[n++] = ' ';
+	if (!put_literal(sql, sizeof(sql), &n, value) ||
+	    n + sizeof(", false)") >= sizeof(sql))
+		return -1;
+	memcpy(sql + n, ", false)", sizeof(", false)"));
+	n += sizeof(", false)") - 1;
 	return guc_state_set(&cl->startup_settings, name, sql, n);
 }
 
-/* options=-c a=b --c=d : each becomes a startup setting. */
+/*
+ * options=-c a=b --c=d : each becomes a startup setting.  As Postgres
+ * reads it: words split at unescaped white space, a backslash takes the
+ * next character as is, and --name-with-dashes means name_with_dashes.
+ */
 static int
 parse_options(struct client *cl, const char *opts)
 {
-	char buf[1024], *save = NULL, *tok, *eq;
+	char words[1024], *word[64], *eq, *w;
+	size_t n = 0, nw = 0, i;
+	const char *p = opts;
 	bool want_c = false;
 
-	if (strlen(opts) >= sizeof(buf))
-		return -1;
-	strcpy(buf, opts);
-	for (tok = strtok_r(buf, " \t", &save); tok;
-	     tok = strtok_r(NULL, " \t", &save)) {
-		if (strcmp(tok, "-c") == 0) {
+	while (*p) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		if (nw == sizeof(word) / sizeof(*word))
+			return -1;
+		word[nw++] = words + n;
+		for (; *p && *p != ' ' && *p != '\t'; p++) {
+			if (*p == '\\' && p[1])
+				p++;
+			if (n + 2 >= sizeof(words))
+				return -1;
+			words[n++] = *p;
+		}
+		words[n++] = 0;
+	}
+	for (i = 0; i < nw; i++) {
+		w = word[i];
+		if (strcmp(w, "-c") == 0) {
 			want_c = true;
 			continue;
 		}
-		if (strncmp(tok, "-c", 2) == 0)
-			tok += 2;
-		else if (strncmp(tok, "--", 2) == 0)
-			tok += 2;
-		else if (!want_c)
+		if (strncmp(w, "-c", 2) == 0) {
+			w += 2;
+		} else if (strncmp(w, "--", 2) == 0) {
+			w += 2;
+			for (eq = w; *eq && *eq != '='; eq++)
+				if (*eq == '-')
+					*eq = '_';
+		} else if (!want_c) {
 			return -1;
+		}
 		want_c = false;
-		eq = strchr(tok, '=');
+		eq = strchr(w, '=');
 		if (!eq)
 			return -1;
 		*eq = 0;
-		if (add_startup_setting(cl, tok, eq + 1))
+		if (add_startup_setting(cl, w, eq + 1))
 			return -1;
 	}
 	return 0;
@@ -2173,7 +2223,8 @@ process_messages(struct client *cl)
 			return;
 		if (server_blocked(cl))
 			return;	/* session_process flushes and resumes */
-		if (transaction_mode(cl) &&
+		/* session mode: only the start-up settings, once */
+		if ((transaction_mode(cl) || cl->startup_settings.n) &&
 		    (sync_settings(cl) || materialize_begin(cl)))
 			rc = -1;
 		else

@@ -201,3 +201,22 @@ def test_discard_all_by_client_resets_its_state(two_clients):
     apply_settings(a)
     a.cursor().execute("DISCARD ALL")
     assert state(a) == base_a
+
+
+def test_startup_options_are_parsed_like_postgres_does(proxy, pg, mode):
+    """options=-c search_path=a,b at connect time sets a two-element list
+    (as Postgres itself does), not one quoted name; quotes survive."""
+    p = proxy(pool_mode=mode, pool_size=1)
+    opts = "-c search_path=public,pg_catalog -c application_name=it\\'s"
+    seen = []
+    for target in (pg, p):
+        c = psycopg2.connect(target.dsn, options=opts)
+        c.autocommit = True
+        cur = c.cursor()
+        cur.execute("SHOW search_path")
+        path = cur.fetchone()[0]
+        cur.execute("SELECT current_schemas(false), current_setting('application_name')")
+        seen.append((path,) + cur.fetchone())
+        c.close()
+    assert seen[1] == seen[0]
+    assert seen[0][1] == ["public", "pg_catalog"] and seen[0][2] == "it's"
