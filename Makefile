@@ -1,7 +1,8 @@
 # pgvalet - one GNU Makefile for the binary, tests, sanitizers, fuzzing and benchmarks.
 #
 #   make            build/pgvalet (release)
-#   make test       install deps, build, unit tests, fuzz-corpus replay, integration tests
+#   make test       install deps, build, unit tests, fuzz-corpus replay, integration tests,
+#                   the Python package's tests
 #   make asan       the same suites under ASan+UBSan (build/asan/)
 #   make fuzz       libFuzzer targets (clang), 60 s each by default
 #   make bench      pgbench: direct Postgres vs PgBouncer vs pgvalet, one run
@@ -68,6 +69,7 @@ unit: $(UNIT_BIN)
 
 integration: $(O)/pgvalet
 	PGVALET_BINARY=$(abspath $(O)/pgvalet) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+	PGVALET_BINARY=$(abspath $(O)/pgvalet) PYTHONPATH=python $(PYTHON) -m pytest -q tests/python $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all symbols

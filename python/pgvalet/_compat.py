@@ -1,0 +1,48 @@
+"""Every SQLAlchemy version probe in one place (1.4 and 2.0 are supported)."""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+from urllib.parse import quote, urlencode
+
+import sqlalchemy
+from sqlalchemy.engine import URL
+
+SA_VERSION = tuple(int(p) for p in re.findall(r"\d+", sqlalchemy.__version__)[:3])
+SA14 = SA_VERSION < (2,)
+
+# Dialects that exist only from SQLAlchemy 2.0 on.
+_SA2_DRIVERS = frozenset({"psycopg", "psycopg_async"})
+
+
+def check_driver(driver: Optional[str]) -> None:
+    """Fail early, before a proxy starts, for a dialect this SQLAlchemy lacks."""
+    if SA14 and driver in _SA2_DRIVERS:
+        raise ValueError(f"postgresql+{driver} (psycopg 3) needs SQLAlchemy 2.0; this is "
+                         f"SQLAlchemy {sqlalchemy.__version__}: use +psycopg2 or +asyncpg")
+
+
+def url_text(url: Any) -> str:
+    """A str or sqlalchemy URL as text, password included.
+
+    Not URL.render_as_string(): 1.4 escapes only ':', '@' and '/' in the password.
+    """
+    if isinstance(url, str):
+        return url
+    if not isinstance(url, URL):
+        raise TypeError(f"expected a URL string or sqlalchemy URL, got {type(url).__name__}")
+    text = url.drivername + "://"
+    if url.username is not None:
+        text += quote(url.username, safe="")
+        if url.password is not None:
+            text += ":" + quote(str(url.password), safe="")
+        text += "@"
+    if url.host:
+        text += f"[{url.host}]" if ":" in url.host else quote(url.host, safe="")
+    if url.port is not None:
+        text += f":{url.port}"
+    if url.database is not None:
+        text += "/" + quote(url.database, safe="")
+    if url.query:
+        text += "?" + urlencode(list(url.query.items()), doseq=True, quote_via=quote)
+    return text
