@@ -631,15 +631,15 @@ triggered(struct cat_db *d, const char *oid, char kind)
 		 "BEGIN;"
 		 "CREATE TRIGGER pgvalet_ins AFTER INSERT ON %s REFERENCING"
 		 " NEW TABLE AS pgvalet_new FOR EACH STATEMENT EXECUTE FUNCTION"
-		 " pgvalet.notify_change(%s);"
+		 " _pgvalet.notify_change(%s);"
 		 "CREATE TRIGGER pgvalet_upd AFTER UPDATE ON %s REFERENCING"
 		 " OLD TABLE AS pgvalet_old NEW TABLE AS pgvalet_new FOR EACH"
-		 " STATEMENT EXECUTE FUNCTION pgvalet.notify_change(%s);"
+		 " STATEMENT EXECUTE FUNCTION _pgvalet.notify_change(%s);"
 		 "CREATE TRIGGER pgvalet_del AFTER DELETE ON %s REFERENCING"
 		 " OLD TABLE AS pgvalet_old FOR EACH STATEMENT EXECUTE FUNCTION"
-		 " pgvalet.notify_change(%s);"
+		 " _pgvalet.notify_change(%s);"
 		 "CREATE TRIGGER pgvalet_trunc AFTER TRUNCATE ON %s FOR EACH"
-		 " STATEMENT EXECUTE FUNCTION pgvalet.notify_change();"
+		 " STATEMENT EXECUTE FUNCTION _pgvalet.notify_change();"
 		 "COMMIT", rel, arg, rel, arg, rel, arg, rel);
 	res = PQexec(conn, sql);
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;

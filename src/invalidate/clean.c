@@ -77,8 +77,8 @@ pgvalet_clean(const struct config *cfg, FILE *out)
 	}
 	ok = exec_generated(conn, TRIGGERS_SQL, NULL, out) &&
 	     exec_generated(conn,
-			    "SELECT 'DROP SCHEMA pgvalet CASCADE' FROM"
-			    " pg_namespace WHERE nspname = 'pgvalet' AND"
+			    "SELECT 'DROP SCHEMA _pgvalet CASCADE' FROM"
+			    " pg_namespace WHERE nspname = '_pgvalet' AND"
 			    " obj_description(oid, 'pg_namespace') ="
 			    " 'managed by pgvalet'", NULL, out) &&
 	     exec_generated(conn,

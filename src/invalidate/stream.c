@@ -84,6 +84,8 @@ struct stream_db {
 	int64_t txn_commit_time;
 	uint64_t next_status_ms;
 	bool failing;			/* failed to open since the last up */
+	bool ddl_seen, ddl_warned;	/* the DDL event trigger exists */
+	bool txn_ddl;			/* this transaction ran DDL */
 	char slot[96];
 };
 
@@ -195,6 +197,69 @@ exec_ok(struct stream_db *d, const char *sql, ExecStatusType want,
 }
 
 /*
+ * DDL is not in the WAL stream: a view, policy or grant changed outside
+ * the proxy would leave results computed under the old definition.  An
+ * event trigger (superuser only) puts a transactional logical message in
+ * the WAL at the end of every DDL command; its commit flushes the
+ * database and the catalog's facts.
+ */
+static const char DDL_TRIGGER_SQL[] =
+	"CREATE SCHEMA IF NOT EXISTS _pgvalet;"
+	"COMMENT ON SCHEMA _pgvalet IS 'managed by pgvalet';"
+	"CREATE OR REPLACE FUNCTION _pgvalet.ddl_seen() RETURNS event_trigger"
+	" LANGUAGE plpgsql AS $f$ BEGIN"
+	/* temp objects only (CREATE TEMP TABLE...): nothing cached changed */
+	"  IF tg_tag LIKE 'DROP%' OR EXISTS (SELECT 1"
+	"   FROM pg_event_trigger_ddl_commands() c WHERE c.schema_name IS NULL"
+	"   OR c.schema_name NOT LIKE 'pg\\_temp%') THEN"
+	"   PERFORM pg_logical_emit_message(true, 'pgvalet_ddl', tg_tag);"
+	"  END IF;"
+	" END $f$";
+
+static void
+ensure_ddl_trigger(struct stream_db *d)
+{
+	PGresult *res;
+	bool have, super;
+
+	d->ddl_seen = false;
+	res = PQexec(d->conn, "SELECT EXISTS (SELECT 1 FROM pg_event_trigger"
+			      " WHERE evtname = 'pgvalet_ddl'),"
+			      " (SELECT rolsuper FROM pg_roles"
+			      "  WHERE rolname = current_user)");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		PQclear(res);
+		return;
+	}
+	have = PQgetvalue(res, 0, 0)[0] == 't';
+	super = PQgetvalue(res, 0, 1)[0] == 't';
+	PQclear(res);
+	if (super) {	/* this version's function, then the trigger */
+		PQclear(PQexec(d->conn, DDL_TRIGGER_SQL));
+		if (!have) {
+			res = PQexec(d->conn, "CREATE EVENT TRIGGER pgvalet_ddl"
+					      " ON ddl_command_end EXECUTE"
+					      " FUNCTION _pgvalet.ddl_seen()");
+			have = PQresultStatus(res) == PGRES_COMMAND_OK;
+			PQclear(res);
+		}
+		if (!have) {	/* another proxy may have made it meanwhile */
+			res = PQexec(d->conn, "SELECT 1 FROM pg_event_trigger"
+					      " WHERE evtname = 'pgvalet_ddl'");
+			have = PQntuples(res) == 1;
+			PQclear(res);
+		}
+	}
+	d->ddl_seen = have;
+	if (!have && !d->ddl_warned)
+		log_warn("stream %s: DDL made outside pgvalet (views, policies,"
+			 " grants) is not seen: creating its event trigger needs"
+			 " a superuser (run pgvalet once as one, or DDL through"
+			 " pgvalet)", d->name);
+	d->ddl_warned = true;
+}
+
+/*
  * The publication: use it as it is, or create it (empty, marked as
  * pgvalet's) when missing.  Tables are added by the catalog.
  */
@@ -228,6 +293,7 @@ ensure_publication(struct stream_db *d)
 		ours = true;
 	}
 	catalog_manage_coverage(d->ss->cfg.cat, d->name, ours);
+	ensure_ddl_trigger(d);
 	return true;
 }
 
@@ -280,8 +346,9 @@ start_streaming(struct stream_db *d)
 
 	snprintf(sql, sizeof(sql),
 		 "START_REPLICATION SLOT \"%s\" LOGICAL 0/0 (proto_version"
-		 " '1', publication_names '\"%s\"')", d->slot,
-		 d->ss->cfg.publication);
+		 " '1', publication_names '\"%s\"'%s)", d->slot,
+		 d->ss->cfg.publication,
+		 d->ddl_seen ? ", messages 'true'" : "");
 	return exec_ok(d, sql, PGRES_COPY_BOTH, NULL);
 }
 
@@ -507,12 +574,15 @@ on_commit(struct stream_db *d, const struct pgo_msg *m)
 	int64_t lag;
 	size_t i;
 
-	if (d->txn_flood)
+	if (d->txn_ddl) {	/* definitions changed: nothing is known */
+		catalog_forget(d->ss->cfg.cat, d->name);
+		flush_db(d, "DDL");
+	} else if (d->txn_flood)
 		flush_db(d, "a change the stream could not place");
 	else
 		for (i = 0; i < d->ntxn; i++)
 			apply_rel(d, &d->txn[i], tags);
-	d->in_txn = d->txn_flood = false;
+	d->in_txn = d->txn_flood = d->txn_ddl = false;
 	d->ntxn = 0;
 	atomic_store(&d->applied, m->end_lsn);
 	atomic_fetch_add_explicit(&d->ss->transactions, 1, RELAXED);
@@ -532,8 +602,13 @@ on_message(struct stream_db *d, const uint8_t *data, size_t len)
 	switch (m->kind) {
 	case 'B':
 		d->in_txn = true;
-		d->txn_flood = false;
+		d->txn_flood = d->txn_ddl = false;
 		d->ntxn = 0;
+		break;
+	case 'M':	/* pgvalet's DDL event trigger */
+		if (m->msg_transactional && m->msg_prefix &&
+		    strcmp(m->msg_prefix, "pgvalet_ddl") == 0)
+			d->txn_ddl = true;
 		break;
 	case 'C':
 		on_commit(d, m);
@@ -563,9 +638,9 @@ on_message(struct stream_db *d, const uint8_t *data, size_t len)
  * the whole table) in one notification, sent by Postgres at commit.
  */
 static const char NOTIFY_FUNCTION_SQL[] =
-	"CREATE SCHEMA IF NOT EXISTS pgvalet;"
-	"COMMENT ON SCHEMA pgvalet IS 'managed by pgvalet';"
-	"CREATE OR REPLACE FUNCTION pgvalet.notify_change() RETURNS trigger"
+	"CREATE SCHEMA IF NOT EXISTS _pgvalet;"
+	"COMMENT ON SCHEMA _pgvalet IS 'managed by pgvalet';"
+	"CREATE OR REPLACE FUNCTION _pgvalet.notify_change() RETURNS trigger"
 	" LANGUAGE plpgsql AS $f$"
 	" DECLARE keys text; n bigint := 1;"
 	" BEGIN"

@@ -25,7 +25,7 @@
  * With cfg.notify (--invalidation notify, for servers without
  * wal_level = logical) the consumer LISTENs on a plain connection to the
  * NOTIFYs of statement-level triggers the catalog installs on each table
- * read (function pgvalet.notify_change(), created here; `pgvalet clean`
+ * read (function _pgvalet.notify_change(), created here; `pgvalet clean`
  * removes it all).  NOTIFY is delivered at commit, so the rules are the
  * same: a change is applied once committed, a rolled-back one never.
  *

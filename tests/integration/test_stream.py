@@ -399,9 +399,9 @@ def test_notify_fallback_on_a_replica_level_server_then_clean(proxy, replica_pg,
     p.ready = False
     out = run_proxy(["clean", "--upstream", pg.url()])
     assert out.returncode == 0, out.stderr
-    assert "DROP TRIGGER" in out.stdout and "DROP SCHEMA pgvalet CASCADE" in out.stdout
+    assert "DROP TRIGGER" in out.stdout and "DROP SCHEMA _pgvalet CASCADE" in out.stdout
     assert one(d, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal") == before
-    assert one(d, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgvalet'") == 0
+    assert one(d, "SELECT count(*) FROM pg_namespace WHERE nspname = '_pgvalet'") == 0
     again = run_proxy(["clean", "--upstream", pg.url()])
     assert again.returncode == 0 and again.stdout == ""
     d.cursor().execute(f"DROP TABLE {uniq}, {uniq}_nokey")
@@ -445,3 +445,25 @@ def test_each_database_gets_its_own_stream(sproxy, pg, uniq):
         sproxy.stop()  # its consumer holds a connection to the database
         sproxy.ready = False
         d.cursor().execute(f"DROP DATABASE {uniq} WITH (FORCE)")
+
+
+def test_ddl_outside_the_proxy_evicts_what_it_changed(sproxy, pg, table):
+    """A view redefined, or a row-level-security policy changed, straight on
+    Postgres: no row changes, so only pgvalet's DDL event trigger (a
+    logical message in the WAL) tells the proxy."""
+    d = pg.connect()
+    d.cursor().execute(f"CREATE VIEW {table}_v AS SELECT id FROM {table} WHERE id < 5")
+    up = Upstream(pg, table)
+    c = sproxy.connect()
+    count = lambda: one(c, f"SELECT count(*) FROM {table}_v")
+    up.wait_cached(count, "count over the view")
+    assert count() == 4
+    d.cursor().execute(f"CREATE OR REPLACE VIEW {table}_v AS SELECT id FROM {table} WHERE id < 3")
+    eventually(count, 2, "the view redefined behind the proxy")
+    # temp objects are not DDL anyone else can see: no flush
+    up.wait_cached(count, "count over the view, again")
+    t = pg.connect()
+    t.cursor().execute("CREATE TEMP TABLE scratch (a int)")
+    time.sleep(0.3)
+    assert up.assert_cached(count, "the view after another session's CREATE TEMP TABLE") == 2
+    d.cursor().execute(f"DROP VIEW {table}_v")
