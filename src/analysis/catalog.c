@@ -22,6 +22,7 @@
 
 #include "cache/tags.h"
 #include "core/log.h"
+#include "core/pgconn.h"
 
 enum {
 	CAT_BUCKETS = 4096,
@@ -464,24 +465,14 @@ reads_catalogs(const char *name)
 static PGconn *
 connect_db(struct catalog *cat, struct cat_db *d)
 {
-	const struct pg_url *u = &cat->url;
-	char port[16];
-	const char *keys[] = { "host", "port", "user", "password", "dbname",
-			       "sslmode", "sslrootcert", "sslcert", "sslkey",
-			       "application_name", "connect_timeout",
-			       "options", NULL };
-	const char *vals[] = {
-		u->host[0] ? u->host : "127.0.0.1", port, u->user,
-		u->password, d->name, pgurl_sslmode_name(u->sslmode),
-		u->sslrootcert[0] ? u->sslrootcert : NULL,
-		u->sslcert[0] ? u->sslcert : NULL,
-		u->sslkey[0] ? u->sslkey : NULL, "pgvalet-catalog", "5",
-		"-c statement_timeout=10000", NULL
+	const struct pgconn_opts o = {
+		.dbname = d->name,
+		.application_name = "pgvalet-catalog",
+		.options = "-c statement_timeout=10000",
+		.connect_timeout_s = 5,
 	};
-	PGconn *conn;
+	PGconn *conn = pgconn_open(&cat->url, &o);
 
-	snprintf(port, sizeof(port), "%d", u->port);
-	conn = PQconnectdbParams(keys, vals, 0);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		log_warn("catalog: cannot connect to database \"%s\": %s",
 			 d->name, PQerrorMessage(conn));

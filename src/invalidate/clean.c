@@ -8,6 +8,8 @@
 
 #include <libpq-fe.h>
 
+#include "core/pgconn.h"
+
 /* Every pgvalet trigger, as "ON table" clauses; then what to drop. */
 static const char TRIGGERS_SQL[] =
 	"SELECT format('DROP TRIGGER %I ON %I.%I', t.tgname, n.nspname,"
@@ -52,23 +54,13 @@ exec_generated(PGconn *conn, const char *query, const char *param, FILE *out)
 int
 pgvalet_clean(const struct config *cfg, FILE *out)
 {
-	const struct pg_url *u = &cfg->upstream;
-	char port[16];
-	const char *keys[] = { "host", "port", "user", "password", "dbname",
-			       "sslmode", "sslrootcert", "sslcert", "sslkey",
-			       "application_name", "connect_timeout", NULL };
-	const char *vals[] = {
-		u->host[0] ? u->host : "127.0.0.1", port, u->user,
-		u->password, u->dbname, pgurl_sslmode_name(u->sslmode),
-		u->sslrootcert[0] ? u->sslrootcert : NULL,
-		u->sslcert[0] ? u->sslcert : NULL,
-		u->sslkey[0] ? u->sslkey : NULL, "pgvalet-clean", "10", NULL
+	const struct pgconn_opts o = {
+		.application_name = "pgvalet-clean",
+		.connect_timeout_s = 10,
 	};
-	PGconn *conn;
+	PGconn *conn = pgconn_open(&cfg->upstream, &o);
 	bool ok;
 
-	snprintf(port, sizeof(port), "%d", u->port);
-	conn = PQconnectdbParams(keys, vals, 0);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		fprintf(stderr, "pgvalet clean: cannot connect: %s",
 			PQerrorMessage(conn));

@@ -27,6 +27,7 @@
 #include "cache/store.h"
 #include "cache/tags.h"
 #include "core/log.h"
+#include "core/pgconn.h"
 #include "invalidate/events.h"
 #include "invalidate/pgoutput.h"
 #include "invalidate/push.h"
@@ -136,23 +137,14 @@ pause_ms(struct stream_set *ss, int ms)
 static PGconn *
 connect_db(const struct stream_config *cfg, const char *db, bool replication)
 {
-	const struct pg_url *u = &cfg->upstream;
-	char port[16];
-	const char *keys[] = { "host", "port", "user", "password", "dbname",
-			       "sslmode", "sslrootcert", "sslcert", "sslkey",
-			       "application_name", "connect_timeout",
-			       "replication", NULL };
-	const char *vals[] = {
-		u->host[0] ? u->host : "127.0.0.1", port, u->user,
-		u->password, db, pgurl_sslmode_name(u->sslmode),
-		u->sslrootcert[0] ? u->sslrootcert : NULL,
-		u->sslcert[0] ? u->sslcert : NULL,
-		u->sslkey[0] ? u->sslkey : NULL, "pgvalet-stream", "5",
-		replication ? "database" : NULL, NULL
+	const struct pgconn_opts o = {
+		.dbname = db,
+		.application_name = "pgvalet-stream",
+		.connect_timeout_s = 5,
+		.replication = replication,
 	};
 
-	snprintf(port, sizeof(port), "%d", u->port);
-	return PQconnectdbParams(keys, vals, 0);
+	return pgconn_open(&cfg->upstream, &o);
 }
 
 /* A one-line error text from libpq (its messages end with newlines). */
