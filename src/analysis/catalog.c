@@ -21,6 +21,7 @@
 #include <xxhash.h>
 
 #include "cache/tags.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/pgconn.h"
 
@@ -74,15 +75,6 @@ struct catalog {
 	pthread_t thread;
 	bool started, stopping;
 };
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 struct catalog *
 catalog_new(const struct pg_url *upstream)
@@ -199,7 +191,7 @@ lookup(struct catalog *cat, const char *db, const char *name,
 	}
 	if (it->state == ITEM_READY && it->gen == d->gen)
 		return it;
-	if (it->state == ITEM_FAILED && now_ms() >= it->retry_at_ms)
+	if (it->state == ITEM_FAILED && clock_mono_ms() >= it->retry_at_ms)
 		enqueue(cat, it, d->gen);
 	else if (it->state == ITEM_READY)	/* an older generation */
 		enqueue(cat, it, d->gen);
@@ -765,10 +757,10 @@ fetch(struct catalog *cat, struct cat_db *d, const struct cat_item *job,
 {
 	int rc;
 
-	if (!d->conn && now_ms() < d->failed_until_ms)
+	if (!d->conn && clock_mono_ms() < d->failed_until_ms)
 		return -1;
 	if (!d->conn && !(d->conn = connect_db(cat, d))) {
-		d->failed_until_ms = now_ms() + CAT_RETRY_MS;
+		d->failed_until_ms = clock_mono_ms() + CAT_RETRY_MS;
 		return -1;
 	}
 	if (job->kind == ITEM_REL)
@@ -813,7 +805,7 @@ catalog_thread(void *arg)
 			continue;	/* asked for again meanwhile */
 		if (rc || !d || d->gen != job.gen) {
 			it->state = ITEM_FAILED;
-			it->retry_at_ms = now_ms() + (rc ? CAT_RETRY_MS : 0);
+			it->retry_at_ms = clock_mono_ms() + (rc ? CAT_RETRY_MS : 0);
 			continue;
 		}
 		it->rel = job.rel;

@@ -18,6 +18,7 @@
 #include "analysis/catalog.h"
 #include "cache/plan.h"
 #include "cache/store.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "invalidate/bus.h"
@@ -30,15 +31,6 @@
 #include "proto/msg.h"
 
 enum { TICK_MS = 100, LISTEN_BACKLOG = 4096 };
-
-static uint64_t
-monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- credentials ----------------------------------------------------------- */
 
@@ -641,11 +633,11 @@ worker_main(void *arg)
 	struct worker *w = arg;
 	struct server *srv = w->srv;
 
-	w->now_ms = monotonic_ms();
+	w->now_ms = clock_mono_ms();
 	w->next_tick_ms = w->now_ms + TICK_MS;
 	while (!atomic_load(&srv->stopping)) {
 		loop_run_once(&w->loop, TICK_MS);
-		w->now_ms = monotonic_ms();
+		w->now_ms = clock_mono_ms();
 		if (w->now_ms >= w->next_tick_ms ||
 		    atomic_load(&w->steal_requests)) {
 			pool_tick(w);

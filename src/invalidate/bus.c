@@ -20,6 +20,7 @@
 
 #include "cache/store.h"
 #include "cache/tags.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "invalidate/events.h"
 #include "invalidate/push.h"
@@ -369,18 +370,10 @@ static bool
 bus_pause(struct bus *b, int ms)
 {
 	struct pollfd p = { .fd = b->wake_fd, .events = POLLIN };
-	uint64_t v;
-	uint64_t until = 0;
-	struct timespec ts;
+	uint64_t until = clock_mono_ms() + (uint64_t)ms, now, v;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	until = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 +
-		(uint64_t)ms;
 	while (!atomic_load(&b->stopping)) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t now = (uint64_t)ts.tv_sec * 1000 +
-			       (uint64_t)ts.tv_nsec / 1000000;
-
+		now = clock_mono_ms();
 		if (now >= until)
 			return false;
 		if (poll(&p, 1, (int)(until - now)) > 0 &&

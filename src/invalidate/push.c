@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 enum {
@@ -109,15 +110,6 @@ struct push {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static uint64_t
-clock_ms(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int
 buf_reserve(struct buf *b, size_t more)
@@ -314,7 +306,7 @@ queue_locked(struct push *p, struct sub *s, const char *a, size_t alen,
 static bool
 broadcast_locked(struct push *p, const char *type, const struct buf *tail)
 {
-	uint64_t now = clock_ms(CLOCK_MONOTONIC);
+	uint64_t now = clock_mono_ms();
 	char head[64];
 	struct sub *s;
 	int n;
@@ -657,7 +649,7 @@ hello_locked(struct push *p, struct sub *s)
 		s->dead = s->oom = true;
 	else
 		queue_locked(p, s, b.data, b.len, "", 0,
-			     clock_ms(CLOCK_MONOTONIC));
+			     clock_mono_ms());
 	buf_free(&b);
 }
 
@@ -766,7 +758,7 @@ on_accept(struct push *p, int lfd, bool tcp)
 		log_warn("push channel: cannot accept a subscriber: %s",
 			 strerror(errno));
 		listeners_ctl(p, EPOLL_CTL_DEL);
-		p->accept_resume_ms = clock_ms(CLOCK_MONOTONIC) +
+		p->accept_resume_ms = clock_mono_ms() +
 				      ACCEPT_PAUSE_MS;
 		return;
 	}
@@ -780,7 +772,7 @@ static int
 keepalives(struct push *p, bool *queued)
 {
 	uint64_t ka = (uint64_t)p->cfg.keepalive_ms;
-	uint64_t now = clock_ms(CLOCK_MONOTONIC), next = UINT64_MAX;
+	uint64_t now = clock_mono_ms(), next = UINT64_MAX;
 	char line[96];
 	struct sub *s;
 	int n = 0;
@@ -795,7 +787,7 @@ keepalives(struct push *p, bool *queued)
 					     "{\"type\":\"keepalive\","
 					     "\"seq\":%" PRIu64 ",\"time_ms\":%"
 					     PRIu64 "}\n", p->seq,
-					     clock_ms(CLOCK_REALTIME));
+					     (uint64_t)(clock_unix_us() / 1000));
 			queue_locked(p, s, line, (size_t)n, "", 0, now);
 			*queued = true;
 		}
@@ -821,7 +813,7 @@ push_thread(void *arg)
 
 	while (!atomic_load(&p->stop)) {
 		if (p->accept_resume_ms) {
-			now = clock_ms(CLOCK_MONOTONIC);
+			now = clock_mono_ms();
 			left = p->accept_resume_ms > now
 				       ? (int)(p->accept_resume_ms - now) : 0;
 			if (timeout < 0 || left < timeout)
@@ -868,7 +860,7 @@ push_thread(void *arg)
 			}
 		}
 		if (p->accept_resume_ms &&
-		    clock_ms(CLOCK_MONOTONIC) >= p->accept_resume_ms) {
+		    clock_mono_ms() >= p->accept_resume_ms) {
 			p->accept_resume_ms = 0;
 			listeners_ctl(p, EPOLL_CTL_ADD);
 		}

@@ -26,6 +26,7 @@
 #include "analysis/catalog.h"
 #include "cache/store.h"
 #include "cache/tags.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/pgconn.h"
 #include "invalidate/events.h"
@@ -101,24 +102,6 @@ struct stream_set {
 };
 
 #define RELAXED memory_order_relaxed
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int64_t
-unix_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Sleep up to ms, or less when the set is stopping.  True if stopping. */
 static bool
@@ -578,7 +561,7 @@ on_commit(struct stream_db *d, const struct pgo_msg *m)
 	d->ntxn = 0;
 	atomic_store(&d->applied, m->end_lsn);
 	atomic_fetch_add_explicit(&d->ss->transactions, 1, RELAXED);
-	lag = (unix_us() - repl_unix_time(m->commit_time)) / 1000;
+	lag = (clock_unix_us() - repl_unix_time(m->commit_time)) / 1000;
 	atomic_store_explicit(&d->lag_ms, lag > 0 ? (uint64_t)lag : 0,
 			      RELAXED);
 }
@@ -740,7 +723,7 @@ send_status(struct stream_db *d, bool reply)
 {
 	uint8_t buf[34];
 	size_t n = repl_status_update(buf, atomic_load(&d->applied),
-				      repl_pg_time(unix_us()), reply);
+				      repl_pg_time(clock_unix_us()), reply);
 	char e[256];
 
 	if (PQputCopyData(d->conn, (const char *)buf, (int)n) != 1 ||
@@ -749,7 +732,7 @@ send_status(struct stream_db *d, bool reply)
 			 pq_error(d->conn, e, sizeof(e)));
 		return false;
 	}
-	d->next_status_ms = mono_ms() + STATUS_EVERY_MS;
+	d->next_status_ms = clock_mono_ms() + STATUS_EVERY_MS;
 	return true;
 }
 
@@ -805,7 +788,7 @@ stream_loop(struct stream_db *d)
 				 d->name, pq_error(d->conn, e, sizeof(e)));
 			return;
 		}
-		now = mono_ms();
+		now = clock_mono_ms();
 		if (now >= d->next_status_ms && !send_status(d, false))
 			return;
 		timeout = (int)(d->next_status_ms - now);
