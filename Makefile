@@ -124,7 +124,7 @@ fuzz_sqlclass_SRC := src/pool/sqlclass.c
 fuzz_scram_SRC    := src/proto/scram.c
 fuzz_pgurl_SRC    := src/core/pgurl.c
 fuzz_analysis_SRC := src/analysis/shape.c src/analysis/shape_pred.c
-fuzz_pgoutput_SRC := src/invalidate/pgoutput.c
+fuzz_pgoutput_SRC := src/invalidate/pgoutput.c src/proto/msg.c src/net/buf.c
 fuzz_events_SRC   := src/invalidate/events.c
 
 build/fuzz/src/%.o: src/%.c

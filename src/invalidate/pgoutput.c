@@ -2,50 +2,7 @@
 
 #include <string.h>
 
-/* ---- a bounds-checked cursor -------------------------------------------- */
-
-/*
- * Like proto/msg.h's reader, kept here so the module (and its fuzz
- * target) stands alone.  Once an overrun happened every read fails.
- */
-struct rd {
-	const uint8_t *p;
-	size_t len;
-	size_t pos;
-	bool bad;
-};
-
-static const uint8_t *
-rd_bytes(struct rd *r, size_t n)
-{
-	const uint8_t *p;
-
-	if (r->bad || r->len - r->pos < n) {
-		r->bad = true;
-		return NULL;
-	}
-	p = r->p + r->pos;
-	r->pos += n;
-	return p;
-}
-
-static uint64_t
-be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint32_t
-be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
+#include "proto/msg.h"	/* the bounds-checked big-endian reader */
 
 static void
 put_be64(uint8_t *p, uint64_t v)
@@ -56,56 +13,6 @@ put_be64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 		v >>= 8;
 	}
-}
-
-static uint8_t
-rd_u8(struct rd *r)
-{
-	const uint8_t *p = rd_bytes(r, 1);
-
-	return p ? p[0] : 0;
-}
-
-static uint16_t
-rd_u16(struct rd *r)
-{
-	const uint8_t *p = rd_bytes(r, 2);
-
-	return p ? (uint16_t)(p[0] << 8 | p[1]) : 0;
-}
-
-static uint32_t
-rd_u32(struct rd *r)
-{
-	const uint8_t *p = rd_bytes(r, 4);
-
-	return p ? be32(p) : 0;
-}
-
-static uint64_t
-rd_u64(struct rd *r)
-{
-	const uint8_t *p = rd_bytes(r, 8);
-
-	return p ? be64(p) : 0;
-}
-
-/* A NUL-terminated string inside the buffer; NULL (and bad) if none. */
-static const char *
-rd_str(struct rd *r)
-{
-	const uint8_t *start, *nul;
-
-	if (r->bad)
-		return NULL;
-	start = r->p + r->pos;
-	nul = memchr(start, 0, r->len - r->pos);
-	if (!nul) {
-		r->bad = true;
-		return NULL;
-	}
-	r->pos += (size_t)(nul - start) + 1;
-	return (const char *)start;
 }
 
 /* ---- replication protocol ------------------------------------------------ */
@@ -120,17 +27,17 @@ repl_copy_parse(const uint8_t *buf, size_t len, struct repl_copy *out)
 	case 'w':	/* XLogData: walStart, walEnd, sendTime, data */
 		if (len < 25)
 			return -1;
-		out->wal_start = be64(buf + 1);
-		out->wal_end = be64(buf + 9);
-		out->send_time = (int64_t)be64(buf + 17);
+		out->wal_start = msg_be64(buf + 1);
+		out->wal_end = msg_be64(buf + 9);
+		out->send_time = (int64_t)msg_be64(buf + 17);
 		out->data = buf + 25;
 		out->len = len - 25;
 		break;
 	case 'k':	/* keepalive: walEnd, sendTime, replyRequested */
 		if (len != 18)
 			return -1;
-		out->wal_end = be64(buf + 1);
-		out->send_time = (int64_t)be64(buf + 9);
+		out->wal_end = msg_be64(buf + 1);
+		out->send_time = (int64_t)msg_be64(buf + 9);
 		out->reply_requested = buf[17] != 0;
 		break;
 	default:
@@ -269,16 +176,16 @@ msg_reset(struct pgo_msg *m)
 
 /* TupleData: Int16 n, then per column a kind and, for 't'/'b', the value. */
 static int
-read_tuple(struct rd *r, struct pgo_tuple *t)
+read_tuple(struct msg_reader *r, struct pgo_tuple *t)
 {
-	uint16_t i, n = rd_u16(r);
+	uint16_t i, n = (uint16_t)msg_read_i16(r);
 
 	if (r->bad || n > PGO_MAX_COLS)
 		return -1;
 	for (i = 0; i < n; i++) {
 		struct pgo_value *v = &t->cols[i];
 
-		v->kind = (char)rd_u8(r);
+		v->kind = (char)msg_read_u8(r);
 		v->len = 0;
 		v->data = NULL;
 		switch (v->kind) {
@@ -287,8 +194,8 @@ read_tuple(struct rd *r, struct pgo_tuple *t)
 			break;
 		case 't':
 		case 'b':
-			v->len = rd_u32(r);
-			v->data = rd_bytes(r, v->len);
+			v->len = (uint32_t)msg_read_i32(r);
+			v->data = msg_read_bytes(r, v->len);
 			if (!v->data)
 				return -1;
 			break;
@@ -303,24 +210,24 @@ read_tuple(struct rd *r, struct pgo_tuple *t)
 }
 
 static int
-read_relation(struct rd *r, struct pgo_msg *m)
+read_relation(struct msg_reader *r, struct pgo_msg *m)
 {
 	uint16_t i, n;
 
-	m->relid = rd_u32(r);
-	m->nspname = rd_str(r);
-	m->relname = rd_str(r);
-	m->replident = (char)rd_u8(r);
-	n = rd_u16(r);
+	m->relid = (uint32_t)msg_read_i32(r);
+	m->nspname = msg_read_str(r, NULL);
+	m->relname = msg_read_str(r, NULL);
+	m->replident = (char)msg_read_u8(r);
+	n = (uint16_t)msg_read_i16(r);
 	if (r->bad || n > PGO_MAX_COLS)
 		return -1;
 	for (i = 0; i < n && !r->bad; i++) {
 		struct pgo_column *c = &m->columns[i];
 
-		c->flags = rd_u8(r);
-		c->name = rd_str(r);
-		c->type_oid = rd_u32(r);
-		c->typmod = (int32_t)rd_u32(r);
+		c->flags = msg_read_u8(r);
+		c->name = msg_read_str(r, NULL);
+		c->type_oid = (uint32_t)msg_read_i32(r);
+		c->typmod = (int32_t)(uint32_t)msg_read_i32(r);
 	}
 	m->ncols = n;
 	return 0;
@@ -328,19 +235,19 @@ read_relation(struct rd *r, struct pgo_msg *m)
 
 /* Insert, Update, Delete: Int32 relid, then tagged tuples. */
 static int
-read_change(struct rd *r, struct pgo_msg *m)
+read_change(struct msg_reader *r, struct pgo_msg *m)
 {
 	uint8_t tag;
 
-	m->relid = rd_u32(r);
-	tag = rd_u8(r);
+	m->relid = (uint32_t)msg_read_i32(r);
+	tag = msg_read_u8(r);
 	if (m->kind != 'I' && (tag == 'K' || tag == 'O')) {
 		m->old_kind = (char)tag;
 		if (read_tuple(r, &m->oldtup))
 			return -1;
 		if (m->kind == 'D')
 			return 0;
-		tag = rd_u8(r);
+		tag = msg_read_u8(r);
 	}
 	if (m->kind == 'D' || tag != 'N')
 		return -1;
@@ -348,58 +255,60 @@ read_change(struct rd *r, struct pgo_msg *m)
 }
 
 static int
-read_truncate(struct rd *r, struct pgo_msg *m)
+read_truncate(struct msg_reader *r, struct pgo_msg *m)
 {
-	m->ntrunc = rd_u32(r);
-	m->trunc_options = rd_u8(r);
+	m->ntrunc = (uint32_t)msg_read_i32(r);
+	m->trunc_options = msg_read_u8(r);
 	if (r->bad || m->ntrunc > (r->len - r->pos) / 4)
 		return -1;
-	m->trunc_relids = rd_bytes(r, (size_t)m->ntrunc * 4);
+	m->trunc_relids = msg_read_bytes(r, (size_t)m->ntrunc * 4);
 	return 0;
 }
 
 static int
-read_message(struct rd *r, struct pgo_msg *m)
+read_message(struct msg_reader *r, struct pgo_msg *m)
 {
-	m->msg_transactional = (rd_u8(r) & 1) != 0;
-	m->msg_lsn = rd_u64(r);
-	m->msg_prefix = rd_str(r);
-	m->msg_len = rd_u32(r);
-	m->msg_content = rd_bytes(r, m->msg_len);
+	m->msg_transactional = (msg_read_u8(r) & 1) != 0;
+	m->msg_lsn = (uint64_t)msg_read_i64(r);
+	m->msg_prefix = msg_read_str(r, NULL);
+	m->msg_len = (uint32_t)msg_read_i32(r);
+	m->msg_content = msg_read_bytes(r, m->msg_len);
 	return 0;
 }
 
 int
 pgo_parse(const uint8_t *buf, size_t len, struct pgo_msg *out)
 {
-	struct rd r = { buf, len, 0, false };
+	struct msg_reader r;
+
+	msg_reader_init(&r, buf, len);
 	int rc = 0;
 
 	msg_reset(out);
-	out->kind = (char)rd_u8(&r);
+	out->kind = (char)msg_read_u8(&r);
 	switch (out->kind) {
 	case 'B':	/* Begin: final LSN, commit time, xid */
-		out->final_lsn = rd_u64(&r);
-		out->commit_time = (int64_t)rd_u64(&r);
-		out->xid = rd_u32(&r);
+		out->final_lsn = (uint64_t)msg_read_i64(&r);
+		out->commit_time = (int64_t)(uint64_t)msg_read_i64(&r);
+		out->xid = (uint32_t)msg_read_i32(&r);
 		break;
 	case 'C':	/* Commit: flags, commit LSN, end LSN, commit time */
-		out->commit_flags = rd_u8(&r);
-		out->commit_lsn = rd_u64(&r);
-		out->end_lsn = rd_u64(&r);
-		out->commit_time = (int64_t)rd_u64(&r);
+		out->commit_flags = msg_read_u8(&r);
+		out->commit_lsn = (uint64_t)msg_read_i64(&r);
+		out->end_lsn = (uint64_t)msg_read_i64(&r);
+		out->commit_time = (int64_t)(uint64_t)msg_read_i64(&r);
 		break;
 	case 'O':	/* Origin: the origin's commit LSN, its name */
-		out->origin_lsn = rd_u64(&r);
-		out->origin = rd_str(&r);
+		out->origin_lsn = (uint64_t)msg_read_i64(&r);
+		out->origin = msg_read_str(&r, NULL);
 		break;
 	case 'R':
 		rc = read_relation(&r, out);
 		break;
 	case 'Y':	/* Type: OID, namespace, name */
-		out->type_oid = rd_u32(&r);
-		out->type_nsp = rd_str(&r);
-		out->type_name = rd_str(&r);
+		out->type_oid = (uint32_t)msg_read_i32(&r);
+		out->type_nsp = msg_read_str(&r, NULL);
+		out->type_name = msg_read_str(&r, NULL);
 		break;
 	case 'I':
 	case 'U':
@@ -425,7 +334,7 @@ pgo_trunc_relid(const struct pgo_msg *m, uint32_t i)
 {
 	if (i >= m->ntrunc || !m->trunc_relids)
 		return 0;
-	return be32(m->trunc_relids + (size_t)i * 4);
+	return msg_be32(m->trunc_relids + (size_t)i * 4);
 }
 
 int

@@ -17,6 +17,12 @@ msg_be16(const uint8_t *p)
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
+uint64_t
+msg_be64(const uint8_t *p)
+{
+	return (uint64_t)msg_be32(p) << 32 | msg_be32(p + 4);
+}
+
 enum msg_frame_status
 msg_frame_peek(const uint8_t *in, size_t in_len, uint32_t max_len,
 	       struct msg_frame *out)
@@ -107,6 +113,14 @@ msg_read_i32(struct msg_reader *r)
 	const uint8_t *p = msg_read_bytes(r, 4);
 
 	return p ? (int32_t)msg_be32(p) : 0;
+}
+
+int64_t
+msg_read_i64(struct msg_reader *r)
+{
+	const uint8_t *p = msg_read_bytes(r, 8);
+
+	return p ? (int64_t)msg_be64(p) : 0;
 }
 
 const char *

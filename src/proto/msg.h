@@ -54,6 +54,7 @@ struct msg_reader {
 
 uint32_t msg_be32(const uint8_t *p);
 uint16_t msg_be16(const uint8_t *p);
+uint64_t msg_be64(const uint8_t *p);
 
 /*
  * Describe the next typed message in 'in'.  Lengths are checked like
@@ -78,6 +79,7 @@ void msg_reader_init(struct msg_reader *r, const uint8_t *p, size_t len);
 uint8_t msg_read_u8(struct msg_reader *r);
 int16_t msg_read_i16(struct msg_reader *r);
 int32_t msg_read_i32(struct msg_reader *r);
+int64_t msg_read_i64(struct msg_reader *r);
 /* A NUL-terminated string inside the body; NULL (and r->bad) if none. */
 const char *msg_read_str(struct msg_reader *r, size_t *slen);
 /* n raw bytes; NULL when fewer remain. */
