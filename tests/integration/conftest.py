@@ -306,3 +306,14 @@ def mode(request):
 def uniq():
     """A fresh identifier for tables and channels, so tests never collide."""
     return "t_" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def table(pg, uniq):
+    """A table of 10 rows (id, v int, note text), created directly on Postgres."""
+    d = pg.connect()
+    d.cursor().execute(f"CREATE TABLE {uniq} (id int PRIMARY KEY, v int NOT NULL, note text)")
+    d.cursor().execute(f"INSERT INTO {uniq} SELECT g, g * 10, 'n' || g FROM generate_series(1, 10) g")
+    yield uniq
+    d.cursor().execute(f"DROP TABLE IF EXISTS {uniq} CASCADE")
+    d.close()

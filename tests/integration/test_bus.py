@@ -51,15 +51,6 @@ def redis():
     r.kill()
 
 
-@pytest.fixture
-def table(pg, uniq):
-    d = pg.connect()
-    d.cursor().execute(f"CREATE TABLE {uniq} (id int PRIMARY KEY, v int NOT NULL)")
-    d.cursor().execute(f"INSERT INTO {uniq} SELECT g, g * 10 FROM generate_series(1, 10) g")
-    yield uniq
-    d.cursor().execute(f"DROP TABLE IF EXISTS {uniq}")
-
-
 def bus_proxies(proxy, redis, n=3):
     ps = [proxy(pool_mode="transaction", extra=["--bus", redis.url]) for _ in range(n)]
     for p in ps:

@@ -61,17 +61,6 @@ def cproxy(proxy):
     return proxy(pool_mode="transaction", extra=BLIND)
 
 
-@pytest.fixture
-def table(pg, uniq):
-    """A table of 10 rows (id, v int, note text), created directly on Postgres."""
-    d = pg.connect()
-    d.cursor().execute(f"CREATE TABLE {uniq} (id int PRIMARY KEY, v int NOT NULL, note text)")
-    d.cursor().execute(f"INSERT INTO {uniq} SELECT g, g * 10, 'n' || g FROM generate_series(1, 10) g")
-    yield uniq
-    d.cursor().execute(f"DROP TABLE IF EXISTS {uniq} CASCADE")
-    d.close()
-
-
 def test_repeated_read_is_served_from_cache(cproxy, pg, table):
     p, d = cproxy.connect(), pg.connect()
     cached = wait_cached(p, d, f"SELECT sum(v) FROM {table}", f"UPDATE {table} SET v = v + 1 WHERE id = 1")

@@ -98,16 +98,6 @@ def sproxy(proxy):
 
 
 @pytest.fixture
-def table(pg, uniq):
-    d = pg.connect()
-    d.cursor().execute(f"CREATE TABLE {uniq} (id int PRIMARY KEY, v int NOT NULL, note text)")
-    d.cursor().execute(f"INSERT INTO {uniq} SELECT g, g * 10, 'n' || g FROM generate_series(1, 10) g")
-    yield uniq
-    d.cursor().execute(f"DROP TABLE IF EXISTS {uniq} CASCADE")
-    d.close()
-
-
-@pytest.fixture
 def up(pg, table):
     return Upstream(pg, table)
 
