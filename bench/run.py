@@ -838,6 +838,29 @@ def show_path(path):
     return path if rel.startswith("..") else rel
 
 
+def print_notes(notes):
+    """The "N/A and notes" list under a table (none when empty), then a blank line."""
+    if notes:
+        print("N/A and notes:")
+        for n in notes:
+            print(f"  - {n}")
+    print(flush=True)
+
+
+def write_csv(a, started, suffix, header, rows):
+    """One table's CSV in --results-dir, written whole (tmp file, then rename); not with --no-csv."""
+    if a.no_csv:
+        return
+    path = csv_path(a.results_dir, started, suffix)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+    print(f"CSV: {show_path(path)}", flush=True)
+
+
 VALET_STATS_RE = re.compile(r"cache: (\d+) hits, (\d+) misses, (\d+) stores")
 
 
@@ -945,39 +968,29 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
     for r in results:
         for t, e in r["errors"].items():
             footnotes.append(f"{r['row']} / {t}: {e}")
-    if footnotes:
-        print("N/A and notes:")
-        for f_ in footnotes:
-            print(f"  - {f_}")
-    print(flush=True)
+    print_notes(footnotes)
 
-    # ---- CSV
-    if not a.no_csv:
-        path = csv_path(a.results_dir, started, "proxy")
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["date", "nproc", "cpu_model", "kernel", "pool_mode", "pool_size",
-                        "clients", "jobs", "duration_s", "scale", "pgbouncer_version",
-                        "pgvalet_extra_args", "row", "direct_tps", "pgbouncer_tps",
-                        "pgvalet_tps", "pgvalet_over_pgbouncer", "pgvalet_over_direct",
-                        "notes"])
-            for r in results:
-                def num(t):
-                    v = g(r, t)
-                    return "" if v is None else f"{v:.1f}"
-                ratio = lambda x, y: "" if fmt_ratio(x, y) == "N/A" else f"{x / y:.3f}"
-                note = "; ".join(f"{t}: {e}" for t, e in r["errors"].items())
-                w.writerow([started.isoformat(timespec="seconds"), mach["nproc"],
-                            mach["cpu_model"], mach["kernel"], a.pool_mode, a.pool_size,
-                            a.clients, a.jobs, a.duration, a.scale, bouncer_version,
-                            " ".join(([f"--workers {a.workers}"] if a.workers else [])
-                                     + a.extra),
-                            r["row"], num("direct"), num("pgbouncer"), num("pgvalet"),
-                            ratio(g(r, "pgvalet"), g(r, "pgbouncer")),
-                            ratio(g(r, "pgvalet"), g(r, "direct")), note])
-        os.replace(tmp, path)
-        print(f"CSV: {show_path(path)}", flush=True)
+    rows = []
+    for r in results:
+        def num(t):
+            v = g(r, t)
+            return "" if v is None else f"{v:.1f}"
+        ratio = lambda x, y: "" if fmt_ratio(x, y) == "N/A" else f"{x / y:.3f}"
+        note = "; ".join(f"{t}: {e}" for t, e in r["errors"].items())
+        rows.append([started.isoformat(timespec="seconds"), mach["nproc"],
+                     mach["cpu_model"], mach["kernel"], a.pool_mode, a.pool_size,
+                     a.clients, a.jobs, a.duration, a.scale, bouncer_version,
+                     " ".join(([f"--workers {a.workers}"] if a.workers else [])
+                              + a.extra),
+                     r["row"], num("direct"), num("pgbouncer"), num("pgvalet"),
+                     ratio(g(r, "pgvalet"), g(r, "pgbouncer")),
+                     ratio(g(r, "pgvalet"), g(r, "direct")), note])
+    write_csv(a, started, "proxy",
+              ["date", "nproc", "cpu_model", "kernel", "pool_mode", "pool_size",
+               "clients", "jobs", "duration_s", "scale", "pgbouncer_version",
+               "pgvalet_extra_args", "row", "direct_tps", "pgbouncer_tps",
+               "pgvalet_tps", "pgvalet_over_pgbouncer", "pgvalet_over_direct",
+               "notes"], rows)
 
 
 # --------------------------------------------------------------------------
@@ -1145,25 +1158,10 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
     for r in results:
         for t, e in r["errors"].items():
             notes_out.append(f"{r['row']} / {t}: {e}")
-    if notes_out or footnotes:
-        print("N/A and notes:")
-        for f_ in notes_out + footnotes:
-            print(f"  - {f_}")
-    print(flush=True)
-
-    # ---- CSV
-    if not a.no_csv:
-        path = csv_path(a.results_dir, started, "cache")
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["row", "mode", "target", "tps"])
-            for r in results:
-                for t, v in r["tps"].items():
-                    wr.writerow([r["workload"], r["mode"], t,
-                                 "" if v is None else f"{v:.1f}"])
-        os.replace(tmp, path)
-        print(f"CSV: {show_path(path)}", flush=True)
+    print_notes(notes_out + footnotes)
+    write_csv(a, started, "cache", ["row", "mode", "target", "tps"],
+              [[r["workload"], r["mode"], t, "" if v is None else f"{v:.1f}"]
+               for r in results for t, v in r["tps"].items()])
 
 
 # --------------------------------------------------------------------------
@@ -1611,57 +1609,47 @@ def run_stream(a, base, pg_port, started, mach):
         st = results.get(name, {}).get("stream")
         if w == "hits" and st:
             notes_out.append(f"{name} pgvalet stream: {fmt_stream(st)}")
-    if notes_out:
-        print("N/A and notes:")
-        for f_ in notes_out:
-            print(f"  - {f_}")
-    print(flush=True)
+    print_notes(notes_out)
 
-    # ---- CSV
-    if not a.no_csv:
-        path = csv_path(a.results_dir, started, "stream")
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["date", "nproc", "cpu_model", "kernel", "scale", "pool_size",
-                         "pgvalet_extra_args", "postgres_settings", "row", "workload",
-                         "variant", "loadavg_1m", "samples", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-                         "lost", "other_writes_per_s", "goal_p99_ms", "duration_s",
-                         "read_clients", "writer_args", "read_tps", "writer_tps", "hits",
-                         "misses", "hit_rate", "entries_invalidated",
-                         "stream_transactions", "row_evictions", "table_evictions",
-                         "lag_bytes", "lag_ms", "notes"])
+    def num(v, fmt):
+        return "" if v is None else format(v, fmt)
 
-            def num(v, fmt):
-                return "" if v is None else format(v, fmt)
-            for name, w, v in a.stream_rows:
-                r = results.get(name, {})
-                st = r.get("stream") or {}
-                lat = w == "latency"
-                writer_args = (" ".join(STREAM_LOAD_WRITERS) if lat and v == "load" else
-                               " ".join(STREAM_HIT_WRITERS) if not lat and v != "nowriters"
-                               else "")
-                wr.writerow([started.isoformat(timespec="seconds"), mach["nproc"],
-                             mach["cpu_model"], mach["kernel"], a.scale, a.pool_size,
-                             " ".join(([f"--workers {a.workers}"] if a.workers else [])
-                                      + a.extra),
-                             settings, name, w, v, loadavg,
-                             r.get("n", "") if lat else "",
-                             num(r.get("p50"), ".3f"), num(r.get("p90"), ".3f"),
-                             num(r.get("p99"), ".3f"), num(r.get("max"), ".3f"),
-                             r.get("lost", "") if lat else "",
-                             num(r.get("other_wps"), ".1f"),
-                             STREAM_GOAL_P99_MS if lat else "",
-                             "" if lat else a.stream_duration,
-                             "" if lat else STREAM_HIT_READERS, writer_args,
-                             num(r.get("read_tps"), ".1f"), num(r.get("write_tps"), ".1f"),
-                             r.get("hits", ""), r.get("misses", ""),
-                             num(hit_rate(r), ".4f"), num(r.get("invalidated"), "d"),
-                             st.get("transactions", ""), st.get("row_evictions", ""),
-                             st.get("table_evictions", ""), st.get("lag_bytes", ""),
-                             st.get("lag_ms", ""), "; ".join(r.get("errors", []))])
-        os.replace(tmp, path)
-        print(f"CSV: {show_path(path)}", flush=True)
+    rows = []
+    for name, w, v in a.stream_rows:
+        r = results.get(name, {})
+        st = r.get("stream") or {}
+        lat = w == "latency"
+        writer_args = (" ".join(STREAM_LOAD_WRITERS) if lat and v == "load" else
+                       " ".join(STREAM_HIT_WRITERS) if not lat and v != "nowriters"
+                       else "")
+        rows.append([started.isoformat(timespec="seconds"), mach["nproc"],
+                     mach["cpu_model"], mach["kernel"], a.scale, a.pool_size,
+                     " ".join(([f"--workers {a.workers}"] if a.workers else [])
+                              + a.extra),
+                     settings, name, w, v, loadavg,
+                     r.get("n", "") if lat else "",
+                     num(r.get("p50"), ".3f"), num(r.get("p90"), ".3f"),
+                     num(r.get("p99"), ".3f"), num(r.get("max"), ".3f"),
+                     r.get("lost", "") if lat else "",
+                     num(r.get("other_wps"), ".1f"),
+                     STREAM_GOAL_P99_MS if lat else "",
+                     "" if lat else a.stream_duration,
+                     "" if lat else STREAM_HIT_READERS, writer_args,
+                     num(r.get("read_tps"), ".1f"), num(r.get("write_tps"), ".1f"),
+                     r.get("hits", ""), r.get("misses", ""),
+                     num(hit_rate(r), ".4f"), num(r.get("invalidated"), "d"),
+                     st.get("transactions", ""), st.get("row_evictions", ""),
+                     st.get("table_evictions", ""), st.get("lag_bytes", ""),
+                     st.get("lag_ms", ""), "; ".join(r.get("errors", []))])
+    write_csv(a, started, "stream",
+              ["date", "nproc", "cpu_model", "kernel", "scale", "pool_size",
+               "pgvalet_extra_args", "postgres_settings", "row", "workload",
+               "variant", "loadavg_1m", "samples", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+               "lost", "other_writes_per_s", "goal_p99_ms", "duration_s",
+               "read_clients", "writer_args", "read_tps", "writer_tps", "hits",
+               "misses", "hit_rate", "entries_invalidated",
+               "stream_transactions", "row_evictions", "table_evictions",
+               "lag_bytes", "lag_ms", "notes"], rows)
 
 
 def fmt_ms(v):
