@@ -35,6 +35,9 @@ PORT_GROUP = 3          # port, port + 1 (dashboard), port + 2 (push channel)
 MAX_GROUPS = 50         # port groups tried before giving up
 LOG_LINES = 2000        # lines kept in each proxy's in-memory log ring
 STOP_TIMEOUT = 5.0      # seconds between SIGTERM and SIGKILL
+# The start-up banner's push channel line, and the line saying there is none (cache off).
+_PUSH_LINE = re.compile(r"push channel for in-process caches on (\S+?)(?: and (\S+))?$")
+_READY_LINE = re.compile(r"result cache off")
 _PORT_TAKEN = re.compile(r"Address already in use|another process is listening there")
 _PR_SET_PDEATHSIG = 1
 
@@ -249,6 +252,20 @@ class _Process:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def push_address(self, wait: float = 2.0) -> Optional[str]:
+        """Read from the start-up banner, which the proxy prints before it accepts."""
+        deadline = time.monotonic() + wait
+        while True:
+            for line in list(self.ring):
+                m = _PUSH_LINE.search(line)
+                if m:
+                    return f"unix:{m.group(2)}" if m.group(2) else m.group(1)
+                if _READY_LINE.search(line):
+                    return None
+            if time.monotonic() >= deadline or not self.alive():
+                return None
+            time.sleep(0.01)
+
     def tail(self, lines: int = 20) -> str:
         return "\n".join(list(self.ring)[-lines:]).strip()
 
@@ -331,6 +348,14 @@ class Proxy:
     def dashboard_url(self) -> Optional[str]:
         """The dashboard's address, or None (no dashboard in this binary yet)."""
         return self._p.dashboard_url
+
+    @property
+    def push_address(self) -> Optional[str]:
+        """Where in-process caches subscribe to evictions (pgvalet._push.subscribe), or None.
+
+        'unix:/tmp/.s.PGVALET.<port>' when the proxy has its unix socket, else
+        '127.0.0.1:<port>'; None when the push channel is off (--push-port 0)."""
+        return self._p.push_address()
 
     @property
     def host(self) -> str:
