@@ -719,6 +719,9 @@ route_owed(struct backend *be, struct pending *p, const struct msg_frame *f,
 		q_pop(be);
 		return;
 	}
+	if (t == 'Z' && be->client && be->client->l1)
+		session_before_ready(be->client, p,
+				     f->body_len ? f->body[0] : 'E');
 	to_client(be, raw, f->len);
 	if (p->feed) {
 		if (t == 'E' || t == 's')

@@ -149,6 +149,8 @@ struct client {
 					   has run only cacheable reads: its
 					   reads are what autocommit would see */
 	struct plan *portal_plan;	/* unnamed portal's writes, or NULL */
+	bool l1;			/* start-up pgvalet.l1=on: an in-process
+					   cache rides on this client (session.h) */
 };
 
 enum backend_state {

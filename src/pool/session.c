@@ -255,6 +255,12 @@ add_startup_setting(struct client *cl, const char *name, const char *value)
 	char sql[1200];
 	size_t n = sizeof(head) - 1;
 
+	if (strcmp(name, "pgvalet.l1") == 0) {	/* ours, not the server's */
+		cl->l1 = strcmp(value, "on") == 0 || strcmp(value, "1") == 0 ||
+			 strcmp(value, "true") == 0;
+		return 0;
+	}
+
 	if (strlen(name) > 200)
 		return -1;
 	memcpy(sql, head, n);
@@ -876,6 +882,74 @@ invalidate_on_leave(struct client *cl, bool in_flight)
 	invalidate_dirty(cl);
 }
 
+/* ---- in-process caches riding on this client (session.h) ------------ */
+
+static void
+l1_notice(struct client *cl, const char *verb, uint64_t token,
+	  const uint64_t *tags, size_t n)
+{
+	char msg[64 + 17 * CACHE_MAX_TAGS + 256];
+	size_t len, i;
+
+	len = (size_t)snprintf(msg, sizeof(msg), "pgvalet-l1 %s ", verb);
+	if (token)
+		len += (size_t)snprintf(msg + len, sizeof(msg) - len,
+					"%016llx ", (unsigned long long)token);
+	for (i = 0; i < n && i < CACHE_MAX_TAGS; i++)
+		len += (size_t)snprintf(msg + len, sizeof(msg) - len, "%s%016llx",
+					i ? "," : "", (unsigned long long)tags[i]);
+	snprintf(msg + len, sizeof(msg) - len, "%s%.200s", n ? " " : "",
+		 cl->database);
+	(void)msg_put_error(&cl->c.out, 'N', "LOG", "00000", msg);
+}
+
+/* The session state an answer depends on, as the cache keys see it. */
+static uint64_t
+l1_token(const struct client *cl)
+{
+	size_t dl = strlen(cl->database) + 1, ul = strlen(cl->user) + 1;
+	uint64_t sig = cl->settings.sig;
+	uint8_t k[2 * 256 + sizeof(sig)];
+
+	if (dl + ul > 2 * 256)
+		return 1;	/* never: names are at most NAMEDATALEN */
+	memcpy(k, cl->database, dl);
+	memcpy(k + dl, cl->user, ul);
+	memcpy(k + dl + ul, &sig, sizeof(sig));
+	return XXH3_64bits(k, dl + ul + sizeof(sig)) | 1;	/* never 0 */
+}
+
+/* A cached answer just went out (hits); tags as the entry carries them. */
+static void
+l1_fill(struct client *cl, const uint64_t *tags, size_t n)
+{
+	if (cl->l1 && n)
+		l1_notice(cl, "fill", l1_token(cl), tags, n);
+}
+
+void
+session_before_ready(struct client *cl, struct pending *p, uint8_t tx_status)
+{
+	struct server *srv = cl->w->srv;
+	struct cache_stamp st;
+
+	if (p->capture && (p->kind == PEND_QUERY || p->kind == PEND_SYNC)) {
+		st.n = p->capture->stamp.n;
+		memcpy(st.tags, p->capture->stamp.tags,
+		       st.n * sizeof(st.tags[0]));
+		if (capture_finish(srv->cache, p->capture, tx_status,
+				   cl->w->now_ms) == CACHE_STORED)
+			l1_fill(cl, st.tags, st.n);
+		p->capture = NULL;
+	}
+	if (tx_status != 'I' || !is_dirty(cl))
+		return;
+	if (cl->dirty_flood || cl->dirty_forget)
+		l1_notice(cl, "evict-db", 0, NULL, 0);
+	else
+		l1_notice(cl, "evict", 0, cl->dirty, cl->n_dirty);
+}
+
 /* Key of a simple-protocol query: who asks, in which session state. */
 static uint8_t *
 query_key(const struct client *cl, const char *text, size_t len,
@@ -1239,6 +1313,7 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 		return false;
 	}
 	cache_entry_release(e);
+	l1_fill(cl, plan.tags, plan.n_tags);
 	send_ready(cl, served_status(cl));
 	buf_consume(&cl->c.in, f->len);
 	return true;
@@ -1525,6 +1600,7 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	data = cache_entry_data(e, &len);
 	buf_append(&cl->c.out, data, len);
 	cache_entry_release(e);
+	l1_fill(cl, plan.tags, plan.n_tags);
 	send_ready(cl, served_status(cl));
 	buf_consume(&cl->c.in, total);
 	return true;

@@ -35,6 +35,33 @@ void session_apply_ops(struct client *cl, const struct guc_op *ops,
  * transaction status; idle = the backend owes nothing more. */
 void session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
 		   bool idle);
+/*
+ * In-process caches (the Python package's L1).  A client that starts with
+ * the setting pgvalet.l1=on (options=-c pgvalet.l1=on, or a start-up
+ * parameter) gets, just before a ReadyForQuery, a NoticeResponse
+ * (severity LOG, SQLSTATE 00000) whose message is one of:
+ *
+ *   pgvalet-l1 fill <token> <tag>,<tag>,... <db>
+ *	the statement's answer is cacheable and the proxy cached it (or
+ *	answered it from its cache): an in-process cache may keep it under
+ *	the key (token, statement, parameters) with these tags, until the
+ *	push channel names one of them (or flushes db).
+ *   pgvalet-l1 evict <tag>,<tag>,... <db>
+ *   pgvalet-l1 evict-db <db>
+ *	the transaction that just ended (committed or autocommit) wrote:
+ *	drop what carries these tags (or all of db) before going on, so the
+ *	writing process reads its own write.
+ *
+ * token and tags are 16 lowercase hex digits; token names the session
+ * state (database, user, settings) the answer depends on; db runs to the
+ * end of the message.  Only one fill notice per ReadyForQuery, and only
+ * when the request held exactly one cacheable statement.
+ *
+ * Called by backend.c with the ReadyForQuery of pending p, before it is
+ * forwarded: finishes p's capture early to know whether it was stored.
+ */
+void session_before_ready(struct client *cl, struct pending *p,
+			  uint8_t tx_status);
 void guc_ops_free(struct guc_op *ops, uint16_t n);
 
 #endif
