@@ -43,8 +43,20 @@ LIB     := $(O)/libpgvalet.a
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BIN := $(patsubst %.c,$(O)/%,$(UNIT_SRC))
 
+# pgvalet._l1, the Python package's in-process cache: the proxy's store and
+# tag hashing (src/cache) in a CPython extension, always a release build
+# (it is loaded by /usr/bin/python3, which has no sanitizer runtime).
+PY_INCLUDE := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+PY_EXT     := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+L1_EXT     := python/pgvalet/_l1$(PY_EXT)
+L1_SRC     := python/pgvalet/_l1.c src/cache/store.c
+
 .PHONY: all test unit integration asan fuzz fuzz-replay symbols bench bench-cache demo soak clean deps
-all: $(O)/pgvalet
+all: $(O)/pgvalet $(L1_EXT)
+
+$(L1_EXT): $(L1_SRC) src/cache/store.h src/cache/tags.h src/core/qlist.h
+	$(CC) $(CSTD) $(WARN) -Wno-missing-prototypes -O2 -g -fPIC -shared -fvisibility=hidden \
+	  -fno-strict-aliasing -Isrc -I$(PY_INCLUDE) -o $@ $(L1_SRC) -lxxhash -lpthread
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -102,7 +114,7 @@ soak: deps all
 	bash tests/soak/run-consistency.sh $(abspath $(O)/pgvalet)
 
 clean:
-	rm -rf build
+	rm -rf build $(L1_EXT)
 
 # ---- fuzzing -----------------------------------------------------------------
 # make fuzz          clang + libFuzzer + ASan/UBSan, each target FUZZ_SECONDS

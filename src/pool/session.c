@@ -884,6 +884,28 @@ invalidate_on_leave(struct client *cl, bool in_flight)
 
 /* ---- in-process caches riding on this client (session.h) ------------ */
 
+/*
+ * A plain BEGIN of this client is READ COMMITTED (the catalog says so for
+ * this user and database; until it knows, not) and the client has not
+ * changed its own transaction defaults.
+ */
+static bool
+blocks_read_committed(const struct client *cl)
+{
+	bool rc = false;
+	size_t i;
+
+	if (catalog_read_committed(cl->w->srv->catalog, cl->database, cl->user,
+				   &rc) != CAT_KNOWN || !rc)
+		return false;
+	for (i = 0; i < cl->settings.n; i++)
+		if (strstr(cl->settings.v[i].name, "transaction_isolation") ||
+		    strstr(cl->settings.v[i].name, "transaction_read_only") ||
+		    strstr(cl->settings.v[i].name, "transaction_deferrable"))
+			return false;
+	return true;
+}
+
 static void
 l1_notice(struct client *cl, const char *verb, uint64_t token,
 	  const uint64_t *tags, size_t n)
@@ -919,11 +941,16 @@ l1_token(const struct client *cl)
 	return XXH3_64bits(k, dl + ul + sizeof(sig)) | 1;	/* never 0 */
 }
 
-/* A cached answer just went out (hits); tags as the entry carries them. */
+/*
+ * A cacheable answer is going out.  Only for sessions whose transactions
+ * are READ COMMITTED: an in-process cache serves inside transactions too
+ * (before the driver's BEGIN reached anyone), which is only equivalent
+ * to reading the database when each statement takes its own snapshot.
+ */
 static void
 l1_fill(struct client *cl, const uint64_t *tags, size_t n)
 {
-	if (cl->l1 && n)
+	if (cl->l1 && n && blocks_read_committed(cl))
 		l1_notice(cl, "fill", l1_token(cl), tags, n);
 }
 
@@ -1145,19 +1172,9 @@ lookup(struct client *cl, uint64_t hash, const uint8_t *key, size_t keylen,
 static bool
 lazy_begin_ok(const struct client *cl, const struct plan *p)
 {
-	bool rc = false;
-	size_t i;
-
-	if (p->tx != PLAN_TX_BEGIN || p->repeatable || cl->lazy_begin ||
-	    catalog_read_committed(cl->w->srv->catalog, cl->database, cl->user,
-				   &rc) != CAT_KNOWN || !rc)
+	if (p->tx != PLAN_TX_BEGIN || p->repeatable || cl->lazy_begin)
 		return false;
-	for (i = 0; i < cl->settings.n; i++)
-		if (strstr(cl->settings.v[i].name, "transaction_isolation") ||
-		    strstr(cl->settings.v[i].name, "transaction_read_only") ||
-		    strstr(cl->settings.v[i].name, "transaction_deferrable"))
-			return false;
-	return true;
+	return blocks_read_committed(cl);
 }
 
 /* COMMIT/END -> "COMMIT", ROLLBACK/ABORT -> "ROLLBACK", else NULL. */
