@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _sa_create_async_engine
 
-from . import _process, _url
+from . import _process, _url, l1
 from ._compat import check_driver, url_text
 from ._process import Proxy
 
@@ -27,6 +27,8 @@ __all__ = ["create_engine", "create_async_engine", "init"]
 # start() keyword arguments, accepted here as pgvalet_<name>.
 START_OPTIONS = ("port", "dashboard_port", "config", "extra_args", "mode", "log_level",
                  "silent", "timeout")
+# Engine options of ours that are not start() options.
+ENGINE_OPTIONS = ("l1",)
 
 
 class _AsyncEngine(AsyncEngine):
@@ -45,11 +47,34 @@ def _start_options(kwargs: Dict[str, Any], **given: Any) -> Dict[str, Any]:
     options = {k: v for k, v in given.items() if v is not None}
     for key in [k for k in kwargs if k.startswith("pgvalet_")]:
         name = key[len("pgvalet_"):]
+        if name in ENGINE_OPTIONS:
+            continue
         if name not in START_OPTIONS:
             raise TypeError(f"unknown option {key!r}; pgvalet options are: "
-                            + ", ".join("pgvalet_" + n for n in START_OPTIONS))
+                            + ", ".join("pgvalet_" + n for n in START_OPTIONS + ENGINE_OPTIONS))
         options[name] = kwargs.pop(key)
     return options
+
+
+def _attach_l1(engine: Any, handle: Proxy, setting: Any) -> None:
+    """pgvalet_l1: True (default), False, or {"max_bytes": N}."""
+    if setting is False:
+        return
+    if setting is not True and not isinstance(setting, Mapping):
+        raise TypeError(f"pgvalet_l1 must be True, False or a dict, not {setting!r}")
+    if not l1.available():
+        warnings.warn("pgvalet: the in-process L1 cache is not built (run make); "
+                      "reads go to the proxy", stacklevel=3)
+        return
+    address = handle.push_address
+    if address is None:
+        return  # no push channel (cache off in the proxy): nothing could keep an L1 fresh
+    options = dict(setting) if isinstance(setting, Mapping) else {}
+    unknown = set(options) - {"max_bytes"}
+    if unknown:
+        raise TypeError(f"pgvalet_l1: unknown key(s) {sorted(unknown)}; valid: max_bytes")
+    l1.attach(engine, l1.for_address(address, int(options.get("max_bytes",
+                                                                l1.DEFAULT_MAX_BYTES))))
 
 
 def _start(url: Any, options: Mapping[str, Any]) -> Tuple[Proxy, _url.LocalLeg]:
@@ -99,14 +124,15 @@ def create_engine(url: Any, *, pgvalet_port: Optional[int] = None,
     """
     options = _start_options(kwargs, port=pgvalet_port, config=pgvalet_config,
                              extra_args=pgvalet_extra_args)
+    l1_setting = kwargs.pop("pgvalet_l1", True)
     handle, leg = _start(url, options)
     try:
         engine = sqlalchemy.create_engine(leg.url, **_engine_kwargs(leg, kwargs))
+        _attach_l1(engine, handle, l1_setting)
     except BaseException:
         handle.stop()
         raise
     engine.pgvalet = handle  # type: ignore[attr-defined]
-    # L1 cache: attach to `engine` here once pgvalet.l1 exists.
     return engine
 
 
@@ -122,9 +148,11 @@ def create_async_engine(url: Any, *, pgvalet_port: Optional[int] = None,
     """
     options = _start_options(kwargs, port=pgvalet_port, config=pgvalet_config,
                              extra_args=pgvalet_extra_args)
+    l1_setting = kwargs.pop("pgvalet_l1", True)
     handle, leg = _start(url, options)
     try:
         engine = _sa_create_async_engine(leg.url, **_engine_kwargs(leg, kwargs))
+        _attach_l1(engine.sync_engine, handle, l1_setting)
     except BaseException:
         handle.stop()
         raise
@@ -132,7 +160,6 @@ def create_async_engine(url: Any, *, pgvalet_port: Optional[int] = None,
     # a second AsyncEngine around sync_engine would upset SQLAlchemy's proxy registry.
     engine.__class__ = _AsyncEngine
     engine.sync_engine.pgvalet = handle  # type: ignore[attr-defined]
-    # L1 cache: attach to `engine.sync_engine` here once pgvalet.l1 exists.
     return engine
 
 

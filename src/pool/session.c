@@ -1358,7 +1358,9 @@ plan_query(struct client *cl, const char *text, size_t len,
 	note_writes(cl, &plan);
 	if (!plan.cacheable)
 		cl->block_clean = false;
-	if (!plan.cacheable || cl->pinned || cl->in_block ||
+	/* in a clean READ COMMITTED block a read is what autocommit sees */
+	if (!plan.cacheable || cl->pinned ||
+	    (cl->in_block && !cl->block_clean) ||
 	    !backend_owes_nothing(cl->srv, cl->block_clean)) {
 		claim_end(cl);
 		return 0;

@@ -1,0 +1,356 @@
+"""The in-process L1 cache: repeated reads answered inside the application process.
+
+Engines made by pgvalet.sqlalchemy.create_engine() / create_async_engine() get it
+(``pgvalet_l1=False`` turns it off, ``pgvalet_l1={"max_bytes": ...}`` sizes it).  It sits
+under SQLAlchemy at the DBAPI boundary, so Core, ORM, sync (psycopg2, psycopg 3) and async
+(asyncpg) engines all use it, and a hit sends nothing to the proxy: no BEGIN, no query.
+
+How it stays correct (the proxy decides, the L1 only remembers):
+
+- Its connections start with ``pgvalet.l1=on``.  For each answer the proxy itself cached or
+  served from its cache, the proxy adds a notice ``pgvalet-l1 fill <token> <tags> <db>``
+  (src/pool/session.h): the session-state token and the tags (database, tables, rows) of
+  that answer.  Only such answers are kept, under (token, SQL, parameters), tagged alike.
+  Statements the proxy would not cache (writes, FOR UPDATE, volatile functions, ...) never
+  get a notice, so they are never kept.
+- Invalidation: the proxy's push channel (pgvalet._push) names every tag it bumps, for writes
+  through any proxy client and for writes that bypass it (WAL); the L1 drops what carries
+  them.  A write committed on one of the L1's own connections also gets a notice
+  ``pgvalet-l1 evict ...`` with its commit, applied before commit() returns: a process reads
+  its own writes.  Other processes' writes reach it at push-channel speed (README).
+- No stale fill: a snapshot of the invalidation counter is taken before a query is sent;
+  the answer is refused if one of its tags was invalidated after that (the C store's check).
+- While the push channel is down, or a database's replication stream is down, the L1 is
+  flushed and bypassed (neither served nor filled) until it is back.
+- Transactions: a hit is served outside transactions and inside READ COMMITTED ones that have
+  only read (the proxy's rule); a connection whose transaction wrote, or that runs REPEATABLE
+  READ / SERIALIZABLE, or whose session state changed (SET ...) since its last notice, goes
+  to the proxy.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _push
+
+log = logging.getLogger("pgvalet.l1")
+
+DEFAULT_MAX_BYTES = 64 << 20
+NOTICE = "pgvalet-l1 "
+INFO_KEY = "pgvalet_l1"
+
+try:
+    from . import _l1
+except ImportError as e:  # not built: `make` builds it next to this file
+    _l1 = None
+    _IMPORT_ERROR: Optional[ImportError] = e
+else:
+    _IMPORT_ERROR = None
+
+
+def available() -> bool:
+    """True when the C extension is built (make)."""
+    return _l1 is not None
+
+
+class FakeCursor:
+    """A DBAPI cursor over rows already in hand: what SQLAlchemy reads a hit (or a fill) from."""
+
+    __slots__ = ("description", "rowcount", "_rows", "_pos", "arraysize", "connection")
+
+    def __init__(self, description: Any, rows: List[Any], rowcount: int, connection: Any):
+        self.connection = connection    # the real DBAPI connection (dialects read notices)
+        self.description = description
+        self.rowcount = rowcount
+        self._rows = rows
+        self._pos = 0
+        self.arraysize = 1
+
+    def fetchone(self) -> Any:
+        if self._pos >= len(self._rows):
+            return None
+        row = self._rows[self._pos]
+        self._pos += 1
+        return row
+
+    def fetchmany(self, size: Optional[int] = None) -> List[Any]:
+        n = self.arraysize if size is None else size
+        rows = self._rows[self._pos:self._pos + n]
+        self._pos += len(rows)
+        return rows
+
+    def fetchall(self) -> List[Any]:
+        rows = self._rows[self._pos:]
+        self._pos = len(self._rows)
+        return rows
+
+    def close(self) -> None:
+        self._rows = []
+
+    def __iter__(self) -> Any:
+        return iter(self.fetchall())
+
+
+class _Conn:
+    """What the L1 knows of one DBAPI connection (kept in its pool record's info)."""
+
+    __slots__ = ("cache", "token", "fill", "dirty", "driver", "raw")
+
+    def __init__(self, cache: "L1", driver: str, raw: Any):
+        self.cache = cache
+        self.token = 0                  # session-state token of the last fill notice; 0 unknown
+        self.fill: Optional[Tuple[int, List[int], str]] = None   # notice of the last statement
+        self.dirty = False              # the open transaction sent something not cacheable
+        self.driver = driver
+        self.raw = raw
+
+    # -- notices --------------------------------------------------------------------------
+    def notice(self, text: str) -> bool:
+        """Handle one notice text; True if it was ours."""
+        i = text.find(NOTICE)
+        if i < 0:
+            return False
+        words = text[i + len(NOTICE):].rstrip("\n").split(" ", 3)
+        cache = self.cache
+        try:
+            if words[0] == "fill" and len(words) == 4:
+                self.fill = (int(words[1], 16), [int(t, 16) for t in words[2].split(",")],
+                             words[3])
+            elif words[0] == "evict" and len(words) >= 3:
+                cache.invalidate([int(t, 16) for t in words[1].split(",")])
+            elif words[0] == "evict-db" and len(words) >= 2:
+                cache.invalidate_db(" ".join(words[1:]))
+            else:
+                raise ValueError(words[0])
+        except (ValueError, IndexError):
+            log.warning("pgvalet L1: unreadable notice %r: flushing", text)
+            cache.clear()
+        return True
+
+    # -- transaction state ----------------------------------------------------------------
+    def in_transaction(self) -> bool:
+        raw = self.raw
+        if self.driver == "psycopg2":
+            return raw.status != 1          # STATUS_READY: no transaction open
+        if self.driver == "asyncpg":
+            return bool(raw._started)
+        return raw.info.transaction_status != 0   # psycopg 3: IDLE
+
+    def read_committed(self) -> bool:
+        raw = self.raw
+        if self.driver == "psycopg2":
+            return raw.isolation_level in (None, 0, 1)   # default, autocommit, RC
+        if self.driver == "asyncpg":
+            return raw.isolation_level in ("read_committed", "autocommit")
+        level = raw.isolation_level
+        return level is None or int(level) == 1  # psycopg 3 IsolationLevel.READ_COMMITTED
+
+
+class _Psycopg2Notices(list):
+    """psycopg2 appends each notice to conn.notices: ours are handled, the rest kept."""
+
+    def __init__(self, conn: _Conn):
+        super().__init__()
+        self.conn = conn
+
+    def append(self, text: str) -> None:  # type: ignore[override]
+        if not self.conn.notice(text):
+            super().append(text)
+            if len(self) > 50:          # psycopg2's own cap
+                del self[0]
+
+
+class L1:
+    """One in-process cache per proxy (push channel address), shared by its engines."""
+
+    def __init__(self, push_address: str, max_bytes: int = DEFAULT_MAX_BYTES):
+        if _l1 is None:
+            raise RuntimeError(f"pgvalet L1 cache not built ({_IMPORT_ERROR}); run make")
+        self.push_address = push_address
+        self.store = _l1.Cache(max_bytes)
+        self.up: set = set()            # databases whose stream is up (channel connected)
+        self.lock = threading.Lock()
+        self.sub = _push.subscribe(push_address, self._on_event)
+
+    # -- push channel (its thread) ----------------------------------------------------------
+    def _on_event(self, event: Dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "invalidate":
+            self.store.invalidate([int(t, 16) for t in event.get("tags", ())])
+        elif kind == "flush":
+            db = event.get("db")
+            if db is None:
+                self.store.clear()
+            else:
+                self.store.invalidate_db(db)
+        elif kind == "state":
+            db = event.get("db")
+            if event.get("stream") == "up":
+                self.up.add(db)
+            else:
+                self.up.discard(db)
+                self.store.invalidate_db(db)
+        elif kind in ("hello", "lost"):
+            self.up.clear()
+            self.store.clear()
+
+    # -- for _Conn ------------------------------------------------------------------------------
+    def invalidate(self, tags: List[int]) -> None:
+        self.store.invalidate(tags)
+
+    def invalidate_db(self, db: str) -> None:
+        self.store.invalidate_db(db)
+
+    def clear(self) -> None:
+        self.store.clear()
+
+    def stats(self) -> Dict[str, int]:
+        return self.store.stats()
+
+    def close(self) -> None:
+        self.sub.close()
+        self.up.clear()
+        self.store.clear()
+
+
+# One L1 per push address, kept while an engine uses it.
+_caches: "weakref.WeakValueDictionary[str, L1]" = weakref.WeakValueDictionary()
+_caches_lock = threading.Lock()
+
+
+def for_address(push_address: str, max_bytes: int = DEFAULT_MAX_BYTES) -> L1:
+    with _caches_lock:
+        cache = _caches.get(push_address)
+        if cache is None:
+            cache = _caches[push_address] = L1(push_address, max_bytes)
+        return cache
+
+
+def merge_options(existing: Optional[str]) -> str:
+    flag = "-c pgvalet.l1=on"
+    return f"{existing} {flag}" if existing else flag
+
+
+# ---- SQLAlchemy hooks ---------------------------------------------------------------------
+
+def attach(engine: Any, cache: L1) -> None:
+    """Put cache under a (sync) SQLAlchemy Engine; for an AsyncEngine pass .sync_engine."""
+    from sqlalchemy import event
+    from sqlalchemy.util import await_only
+
+    driver = engine.dialect.driver
+    if driver not in ("psycopg2", "asyncpg", "psycopg"):
+        log.info("pgvalet L1: no in-process cache for the %s driver", driver)
+        return
+    engine.pgvalet_l1 = cache
+
+    def on_connect(dbapi_conn: Any, record: Any) -> None:
+        if driver == "asyncpg":
+            raw = dbapi_conn                       # SQLAlchemy's adapter
+            conn = _Conn(cache, driver, raw)
+            raw._connection.add_log_listener(lambda _c, msg: conn.notice(msg.message or ""))
+        elif driver == "psycopg2":
+            conn = _Conn(cache, driver, dbapi_conn)
+            dbapi_conn.notices = _Psycopg2Notices(conn)
+        else:
+            conn = _Conn(cache, driver, dbapi_conn)
+            dbapi_conn.add_notice_handler(lambda d: conn.notice(d.message_primary or ""))
+        record.info[INFO_KEY] = conn
+
+    event.listen(engine, "connect", on_connect)
+
+    def on_do_connect(dialect: Any, record: Any, cargs: Any, cparams: Dict[str, Any]) -> None:
+        if driver == "asyncpg":
+            cparams["server_settings"] = {**(cparams.get("server_settings") or {}),
+                                          "pgvalet.l1": "on"}
+        else:
+            cparams["options"] = merge_options(cparams.get("options"))
+
+    event.listen(engine, "do_connect", on_do_connect)
+
+    def state_of(context: Any) -> Optional[_Conn]:
+        try:
+            return context.root_connection.connection.info.get(INFO_KEY)
+        except AttributeError:
+            return None
+
+    def lookup(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        context._pgvalet_l1 = None
+        conn = state_of(context)
+        if conn is None:
+            return False
+        conn.fill = None
+        if context.executemany or not conn.cache.up or not conn.read_committed():
+            return False
+        if conn.dirty:
+            if conn.in_transaction():
+                return False
+            conn.dirty = False
+        store = conn.cache.store
+        if conn.token:
+            value = store.get(conn.token, statement, parameters)
+            if value is not None:
+                description, rows, rowcount = value
+                context.cursor = FakeCursor(description, rows, rowcount,
+                                            getattr(cursor, "connection", None))
+                if driver == "asyncpg":
+                    # AsyncConnection.execute insists that something was awaited.
+                    await_only(_nothing())
+                return True
+        context._pgvalet_l1 = (conn, store.snapshot())
+        return False
+
+    def on_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        return lookup(cursor, statement, parameters, context)
+
+    def on_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
+        return lookup(cursor, statement, None, context)
+
+    event.listen(engine, "do_execute", on_execute)
+    event.listen(engine, "do_execute_no_params", on_execute_no_params)
+
+    def after_execute(conn_: Any, cursor: Any, statement: str, parameters: Any,
+                      context: Any, executemany: bool) -> None:
+        mark = getattr(context, "_pgvalet_l1", None)
+        if mark is None:
+            conn = state_of(context)
+            if conn is not None and not isinstance(context.cursor, FakeCursor):
+                _after_real(conn, None, statement, parameters, context)
+            return
+        context._pgvalet_l1 = None
+        _after_real(mark[0], mark[1], statement, parameters, context)
+
+    event.listen(engine, "after_cursor_execute", after_execute)
+
+
+async def _nothing() -> None:
+    """Completes without suspending: one greenlet round trip, no event-loop turn."""
+
+
+def _after_real(conn: _Conn, snap: Optional[int], statement: str, parameters: Any,
+                context: Any) -> None:
+    """A statement went to the proxy: fill from its answer, or note what it did."""
+    fill, conn.fill = conn.fill, None
+    if fill is None:
+        # Not cacheable: it may have written or changed the session state.
+        conn.token = 0
+        conn.dirty = True
+        return
+    token, tags, db = fill
+    conn.token = token
+    cursor = context.cursor
+    if snap is None or db not in conn.cache.up or cursor.description is None:
+        return
+    rows = cursor.fetchall()
+    description = [tuple(d[:7]) for d in cursor.description]
+    rowcount = cursor.rowcount
+    context.cursor = FakeCursor(description, rows, rowcount,
+                                getattr(cursor, "connection", None))
+    try:
+        value = (description, [tuple(r) for r in rows], rowcount)
+        conn.cache.store.put(token, statement, parameters, value, tags, snap)
+    except Exception as e:  # a value neither marshal nor pickle takes: not cached
+        log.debug("pgvalet L1: not cached: %s", e)
