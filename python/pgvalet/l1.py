@@ -130,6 +130,47 @@ class _Conn:
             cache.clear()
         return True
 
+    # -- one statement ----------------------------------------------------------------------
+    def lookup(self, statement: str, parameters: Any) -> Tuple[Any, Optional[int]]:
+        """Before a statement goes out: (cached value, None) on a hit, else (None, snapshot)
+        when its answer may be kept, else (None, None)."""
+        self.fill = None
+        cache = self.cache
+        if not cache.up or not self.read_committed():
+            return None, None
+        if self.dirty:
+            if self.in_transaction():
+                return None, None
+            self.dirty = False
+        store = cache.store
+        if self.token:
+            value = store.get(self.token, statement, parameters)
+            if value is not None:
+                return value, None
+        return None, store.snapshot()
+
+    def settle(self, snap: Optional[int], statement: str, parameters: Any,
+               description: Any, fetch_rows: Any, rowcount: int) -> Optional[List[Any]]:
+        """After a statement went to the proxy: keep its answer if the proxy said so.
+        Returns the rows when it had to fetch them (the caller serves those), else None."""
+        fill, self.fill = self.fill, None
+        if fill is None:
+            # Not cacheable: it may have written or changed the session state.
+            self.token = 0
+            self.dirty = True
+            return None
+        token, tags, db = fill
+        self.token = token
+        if snap is None or description is None or db not in self.cache.up:
+            return None
+        rows = fetch_rows()
+        try:
+            value = ([tuple(d[:7]) for d in description], [tuple(r) for r in rows], rowcount)
+            self.cache.store.put(token, statement, parameters, value, tags, snap)
+        except Exception as e:  # a value neither marshal nor pickle takes: not cached
+            log.debug("pgvalet L1: not cached: %s", e)
+        return rows
+
     # -- transaction state ----------------------------------------------------------------
     def in_transaction(self) -> bool:
         raw = self.raw
@@ -282,25 +323,19 @@ def attach(engine: Any, cache: L1) -> None:
         conn = state_of(context)
         if conn is None:
             return False
-        conn.fill = None
-        if context.executemany or not conn.cache.up or not conn.read_committed():
+        if context.executemany:
+            conn.fill = None
             return False
-        if conn.dirty:
-            if conn.in_transaction():
-                return False
-            conn.dirty = False
-        store = conn.cache.store
-        if conn.token:
-            value = store.get(conn.token, statement, parameters)
-            if value is not None:
-                description, rows, rowcount = value
-                context.cursor = FakeCursor(description, rows, rowcount,
-                                            getattr(cursor, "connection", None))
-                if driver == "asyncpg":
-                    # AsyncConnection.execute insists that something was awaited.
-                    await_only(_nothing())
-                return True
-        context._pgvalet_l1 = (conn, store.snapshot())
+        value, snap = conn.lookup(statement, parameters)
+        if value is not None:
+            description, rows, rowcount = value
+            context.cursor = FakeCursor(description, rows, rowcount,
+                                        getattr(cursor, "connection", None))
+            if driver == "asyncpg":
+                # AsyncConnection.execute insists that something was awaited.
+                await_only(_nothing())
+            return True
+        context._pgvalet_l1 = (conn, snap)
         return False
 
     def on_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
@@ -317,11 +352,18 @@ def attach(engine: Any, cache: L1) -> None:
         mark = getattr(context, "_pgvalet_l1", None)
         if mark is None:
             conn = state_of(context)
-            if conn is not None and not isinstance(context.cursor, FakeCursor):
-                _after_real(conn, None, statement, parameters, context)
-            return
-        context._pgvalet_l1 = None
-        _after_real(mark[0], mark[1], statement, parameters, context)
+            if conn is None or isinstance(context.cursor, FakeCursor):
+                return                  # not ours, or a hit
+            snap = None
+        else:
+            context._pgvalet_l1 = None
+            conn, snap = mark
+        real = context.cursor
+        rows = conn.settle(snap, statement, parameters, real.description, real.fetchall,
+                           real.rowcount)
+        if rows is not None:            # fetched to keep them: serve the same rows
+            context.cursor = FakeCursor(real.description, rows, real.rowcount,
+                                        getattr(real, "connection", None))
 
     event.listen(engine, "after_cursor_execute", after_execute)
 
@@ -330,27 +372,86 @@ async def _nothing() -> None:
     """Completes without suspending: one greenlet round trip, no event-loop turn."""
 
 
-def _after_real(conn: _Conn, snap: Optional[int], statement: str, parameters: Any,
-                context: Any) -> None:
-    """A statement went to the proxy: fill from its answer, or note what it did."""
-    fill, conn.fill = conn.fill, None
-    if fill is None:
-        # Not cacheable: it may have written or changed the session state.
-        conn.token = 0
-        conn.dirty = True
-        return
-    token, tags, db = fill
-    conn.token = token
-    cursor = context.cursor
-    if snap is None or db not in conn.cache.up or cursor.description is None:
-        return
-    rows = cursor.fetchall()
-    description = [tuple(d[:7]) for d in cursor.description]
-    rowcount = cursor.rowcount
-    context.cursor = FakeCursor(description, rows, rowcount,
-                                getattr(cursor, "connection", None))
-    try:
-        value = (description, [tuple(r) for r in rows], rowcount)
-        conn.cache.store.put(token, statement, parameters, value, tags, snap)
-    except Exception as e:  # a value neither marshal nor pickle takes: not cached
-        log.debug("pgvalet L1: not cached: %s", e)
+# ---- psycopg2 without SQLAlchemy -------------------------------------------------------------
+
+def psycopg2_connect(dsn: str, cache: L1, **kwargs: Any) -> Any:
+    """psycopg2.connect(dsn, **kwargs) to a pgvalet proxy, with the L1 under its cursors.
+
+        proxy = pgvalet.start(upstream)
+        cache = pgvalet.l1.for_address(proxy.push_address)
+        conn = pgvalet.l1.psycopg2_connect(proxy.url, cache)
+        cur = conn.cursor(); cur.execute("SELECT ... WHERE id = %s", (42,)); cur.fetchone()
+
+    Same rules as under SQLAlchemy.  execute() on a hit answers from memory; the cursor
+    then behaves as after a real execute (fetch*, description, rowcount, iteration)."""
+    import psycopg2
+
+    kwargs["options"] = merge_options(kwargs.get("options"))
+    kwargs.setdefault("cursor_factory", L1Cursor())
+    raw = psycopg2.connect(dsn, **kwargs)
+    state = _Conn(cache, "psycopg2", raw)
+    raw.notices = _Psycopg2Notices(state)
+    return raw
+
+
+def L1Cursor() -> Any:
+    """The psycopg2 cursor class psycopg2_connect() uses (made once, on first use)."""
+    global _L1Cursor
+    if _L1Cursor is None:
+        _L1Cursor = _make_psycopg2_cursor()
+    return _L1Cursor
+
+
+_L1Cursor: Any = None
+
+
+def _make_psycopg2_cursor() -> Any:
+    import psycopg2.extensions
+
+    base = psycopg2.extensions.cursor
+
+    class Cursor(base):  # type: ignore[misc, valid-type]
+        _l1: Optional[FakeCursor] = None    # the hit (or fill) being read
+
+        def execute(self, query: str, vars: Any = None) -> None:
+            conn = self.connection.notices.conn
+            value, snap = conn.lookup(query, vars)
+            if value is not None:
+                self._l1 = FakeCursor(*value, self.connection)
+                return
+            self._l1 = None
+            base.execute(self, query, vars)
+            rows = conn.settle(snap, query, vars, base.description.__get__(self),
+                               lambda: base.fetchall(self), base.rowcount.__get__(self))
+            if rows is not None:
+                self._l1 = FakeCursor(base.description.__get__(self), rows,
+                                      base.rowcount.__get__(self), self.connection)
+
+        def fetchone(self) -> Any:
+            hit = self._l1
+            return hit.fetchone() if hit is not None else base.fetchone(self)
+
+        def fetchmany(self, size: Optional[int] = None) -> Any:
+            hit = self._l1
+            if hit is not None:
+                return hit.fetchmany(self.arraysize if size is None else size)
+            return base.fetchmany(self) if size is None else base.fetchmany(self, size)
+
+        def fetchall(self) -> Any:
+            hit = self._l1
+            return hit.fetchall() if hit is not None else base.fetchall(self)
+
+        def __iter__(self) -> Any:
+            return iter(self.fetchall()) if self._l1 is not None else base.__iter__(self)
+
+        @property
+        def description(self) -> Any:  # type: ignore[override]
+            hit = self._l1
+            return hit.description if hit is not None else base.description.__get__(self)
+
+        @property
+        def rowcount(self) -> int:  # type: ignore[override]
+            hit = self._l1
+            return hit.rowcount if hit is not None else base.rowcount.__get__(self)
+
+    return Cursor

@@ -297,3 +297,34 @@ def test_l1_can_be_turned_off(items, port):
     with pytest.raises(TypeError, match="pgvalet_l1"):
         create_engine(items.url(), pgvalet_port=port, pgvalet_l1={"size": 1})
     engine.dispose()
+
+
+def test_plain_psycopg2_cursor_hits_and_stays_fresh(items, port):
+    with pgvalet.start(items.url(), port=port, silent=True) as proxy:
+        cache = l1.for_address(proxy.push_address)
+        conn = l1.psycopg2_connect(proxy.url, cache)
+        conn.autocommit = True
+
+        def read():
+            with conn.cursor() as cur:
+                cur.execute("SELECT id, name FROM l1_items WHERE id = %s", (9,))
+                assert [d[0] for d in cur.description] == ["id", "name"]
+                assert cur.rowcount == 1
+                return cur.fetchone()[1]
+
+        read.l1 = cache
+        assert warm(read) == "item 9"
+        before = calls(items)
+        for _ in range(10):
+            assert read() == "item 9"
+        assert calls(items) == before
+        with conn.cursor() as cur:      # own write: evicted by the commit's notice
+            cur.execute("UPDATE l1_items SET name = 'nine' WHERE id = 9")
+        assert read() == "nine"
+        items.sql("UPDATE l1_items SET name = 'IX' WHERE id = 9")
+        assert eventually(read, "IX") == "IX"
+        with conn.cursor() as cur:      # a non-cacheable statement still works as usual
+            cur.execute("SELECT now() > '2000-01-01'")
+            assert cur.fetchall() == [(True,)]
+        conn.close()
+        cache.close()
