@@ -29,6 +29,7 @@ How it stays correct (the proxy decides, the L1 only remembers):
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import weakref
@@ -146,7 +147,7 @@ class _Conn:
         if self.token:
             value = store.get(self.token, statement, parameters)
             if value is not None:
-                return value, None
+                return (_descriptions[value[0]], value[1], value[2]), None
         return None, store.snapshot()
 
     def settle(self, snap: Optional[int], statement: str, parameters: Any,
@@ -165,7 +166,10 @@ class _Conn:
             return None
         rows = fetch_rows()
         try:
-            value = ([tuple(d[:7]) for d in description], [tuple(r) for r in rows], rowcount)
+            shape = _description_id(description)
+            if shape is None:
+                return rows
+            value = (shape, [tuple(r) for r in rows], rowcount)
             self.cache.store.put(token, statement, parameters, value, tags, snap)
         except Exception as e:  # a value neither marshal nor pickle takes: not cached
             log.debug("pgvalet L1: not cached: %s", e)
@@ -183,11 +187,35 @@ class _Conn:
     def read_committed(self) -> bool:
         raw = self.raw
         if self.driver == "psycopg2":
-            return raw.isolation_level in (None, 0, 1)   # default, autocommit, RC
+            return raw.isolation_level in _RC
         if self.driver == "asyncpg":
             return raw.isolation_level in ("read_committed", "autocommit")
         level = raw.isolation_level
         return level is None or int(level) == 1  # psycopg 3 IsolationLevel.READ_COMMITTED
+
+
+# Result descriptions, interned: an entry stores the index of its description, so a hit
+# decodes only its rows (a description is most of the decoding work of a small result).
+MAX_DESCRIPTIONS = 65536
+_RC = (None, 0, 1)      # psycopg2 isolation_level: default, autocommit, READ COMMITTED
+_descriptions: List[Tuple[Tuple[Any, ...], ...]] = []
+_description_ids: Dict[Tuple[Tuple[Any, ...], ...], int] = {}
+_descriptions_lock = threading.Lock()
+
+
+def _description_id(description: Any) -> Optional[int]:
+    desc = tuple(tuple(d[:7]) for d in description)
+    found = _description_ids.get(desc)
+    if found is not None:
+        return found
+    with _descriptions_lock:
+        found = _description_ids.get(desc)
+        if found is None:
+            if len(_descriptions) >= MAX_DESCRIPTIONS:
+                return None     # that many result shapes: keep no new ones
+            found = _description_ids[desc] = len(_descriptions)
+            _descriptions.append(desc)
+        return found
 
 
 class _Psycopg2Notices(list):
@@ -411,47 +439,66 @@ def _make_psycopg2_cursor() -> Any:
     base = psycopg2.extensions.cursor
 
     class Cursor(base):  # type: ignore[misc, valid-type]
-        _l1: Optional[FakeCursor] = None    # the hit (or fill) being read
+        # The hit (or fill) being read: (description, rows, rowcount) and an iterator.
+        _l1: Optional[Tuple[Any, List[Any], int]] = None
+        _l1_rows: Any = None
 
         def execute(self, query: str, vars: Any = None) -> None:
-            conn = self.connection.notices.conn
+            raw = self.connection
+            conn = raw.notices.conn
+            token = conn.token
+            # The hit path, inlined (conn.lookup() is the general one).
+            if token and not conn.dirty and conn.cache.up and raw.isolation_level in _RC:
+                value = conn.cache.store.get(token, query, vars)
+                if value is not None:
+                    self._l1 = value
+                    self._l1_rows = iter(value[1])
+                    return
             value, snap = conn.lookup(query, vars)
             if value is not None:
-                self._l1 = FakeCursor(*value, self.connection)
+                self._l1 = (_description_id(value[0]), value[1], value[2])
+                self._l1_rows = iter(value[1])
                 return
-            self._l1 = None
+            self._l1 = self._l1_rows = None
             base.execute(self, query, vars)
-            rows = conn.settle(snap, query, vars, base.description.__get__(self),
-                               lambda: base.fetchall(self), base.rowcount.__get__(self))
+            description = base.description.__get__(self)
+            rowcount = base.rowcount.__get__(self)
+            rows = conn.settle(snap, query, vars, description, lambda: base.fetchall(self),
+                               rowcount)
             if rows is not None:
-                self._l1 = FakeCursor(base.description.__get__(self), rows,
-                                      base.rowcount.__get__(self), self.connection)
+                shape = _description_id(description)
+                if shape is not None:
+                    self._l1 = (shape, rows, rowcount)
+                    self._l1_rows = iter(rows)
 
         def fetchone(self) -> Any:
-            hit = self._l1
-            return hit.fetchone() if hit is not None else base.fetchone(self)
+            rows = self._l1_rows
+            return next(rows, None) if rows is not None else base.fetchone(self)
 
         def fetchmany(self, size: Optional[int] = None) -> Any:
-            hit = self._l1
-            if hit is not None:
-                return hit.fetchmany(self.arraysize if size is None else size)
+            rows = self._l1_rows
+            if rows is not None:
+                return list(itertools.islice(rows, self.arraysize if size is None else size))
             return base.fetchmany(self) if size is None else base.fetchmany(self, size)
 
         def fetchall(self) -> Any:
-            hit = self._l1
-            return hit.fetchall() if hit is not None else base.fetchall(self)
+            rows = self._l1_rows
+            return list(rows) if rows is not None else base.fetchall(self)
 
         def __iter__(self) -> Any:
-            return iter(self.fetchall()) if self._l1 is not None else base.__iter__(self)
+            rows = self._l1_rows
+            return rows if rows is not None else base.__iter__(self)
 
         @property
         def description(self) -> Any:  # type: ignore[override]
             hit = self._l1
-            return hit.description if hit is not None else base.description.__get__(self)
+            if hit is None:
+                return base.description.__get__(self)
+            return _descriptions[hit[0]]
 
         @property
         def rowcount(self) -> int:  # type: ignore[override]
             hit = self._l1
-            return hit.rowcount if hit is not None else base.rowcount.__get__(self)
+            return hit[2] if hit is not None else base.rowcount.__get__(self)
 
     return Cursor
