@@ -214,6 +214,15 @@ class Subscription:
         self.close()
 
 
+def _forget_after_fork() -> None:
+    """In a forked child: the readers' threads are gone; the next subscribe() starts anew."""
+    global _readers_lock
+    _readers_lock = threading.Lock()
+    for reader in _readers.values():
+        reader.closed = True
+    _readers.clear()
+
+
 def subscribe(address: str, callback: Callback) -> Subscription:
     """Call callback(event) for every event of the channel at address (see module doc).
 

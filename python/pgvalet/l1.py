@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
@@ -288,6 +289,20 @@ class L1:
 # One L1 per push address, kept while an engine uses it.
 _caches: "weakref.WeakValueDictionary[str, L1]" = weakref.WeakValueDictionary()
 _caches_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's subscriber threads did not survive the fork: start empty and subscribe
+    # again, or a child would serve from a cache nothing invalidates any more.
+    _push._forget_after_fork()
+    for cache in list(_caches.values()):
+        cache.up.clear()
+        cache.store.clear()
+        cache.sub = _push.subscribe(cache.push_address, cache._on_event)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def for_address(push_address: str, max_bytes: int = DEFAULT_MAX_BYTES) -> L1:

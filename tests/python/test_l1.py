@@ -328,3 +328,25 @@ def test_plain_psycopg2_cursor_hits_and_stays_fresh(items, port):
             assert cur.fetchall() == [(True,)]
         conn.close()
         cache.close()
+
+
+def test_forked_child_starts_empty_and_stays_fresh(items, port):
+    import os
+    engine = create_engine(items.url(), pgvalet_port=port, pgvalet_silent=True)
+    reader = SyncReader(engine, id_=11)
+    assert warm(reader) == "item 11"
+    engine.dispose()                     # the child must not share the parent's sockets
+    pid = os.fork()
+    if pid == 0:                         # child: exit status says what it saw
+        status = 1
+        try:
+            assert engine.pgvalet_l1.stats()["entries"] == 0
+            assert warm(reader) == "item 11"
+            items.sql("UPDATE l1_items SET name = 'forked' WHERE id = 11")
+            status = 0 if eventually(reader, "forked") == "forked" else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert eventually(reader, "forked") == "forked"
+    engine.dispose()
