@@ -133,6 +133,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import pathlib
 import random
 import sys
 import threading
@@ -147,6 +148,11 @@ import psycopg2.extensions
 import psycopg2.extras
 
 PROTOCOLS = ("simple", "named", "unnamed", "binary", "auto")
+# Not in the default set: psycopg2 with the Python package's in-process L1 under it
+# (pgvalet.l1.psycopg2_connect; Config.l1_push names the proxy's push channel).  Every
+# connection of a run must then be "l1": a write on a connection without the L1 reaches
+# the L1 only at push-channel speed, which the checker would rightly call stale.
+L1_PROTOCOL = "l1"
 # Writes that will be rolled back add DOOM instead of 1 (and doomed inserts carry
 # ver = DOOM): a version that large can never be committed, so any read outside
 # the writing transaction that sees one read uncommitted or rolled-back data.
@@ -189,6 +195,7 @@ class Config:
     write_duty: float = 0.5
     max_extra: int = 12           # live extra rows kept at most
     protocols: tuple = PROTOCOLS
+    l1_push: str | None = None    # push channel address, for the "l1" protocol
     rr_blocks: float = 0.08       # share of reader units run in REPEATABLE READ blocks
     rc_blocks: float = 0.30       # share run in READ COMMITTED blocks
     pipelines: float = 0.08       # share of psycopg 3 reads/writes sent in pipeline mode
@@ -534,15 +541,21 @@ class View:
 class Conn:
     """One client connection through the proxy, in one protocol."""
 
-    def __init__(self, proto, dsn):
+    def __init__(self, proto, dsn, l1_cache=None):
         self.proto = proto
+        self.psycopg2 = proto in ("simple", L1_PROTOCOL)
         self.dsn = dsn
+        self.l1_cache = l1_cache
         self.c = None
         self.notices = []
         self.open()
 
     def open(self):
-        if self.proto == "simple":
+        if self.proto == L1_PROTOCOL:
+            from pgvalet import l1
+            self.c = l1.psycopg2_connect(self.dsn, self.l1_cache, connect_timeout=10)
+            self.c.autocommit = True
+        elif self.psycopg2:
             self.c = psycopg2.connect(self.dsn, connect_timeout=10)
             self.c.autocommit = True
         else:
@@ -563,7 +576,7 @@ class Conn:
 
     def q(self, sql, params=None):
         """Run one statement; rows (as tuples of ints/None) if it returns any."""
-        if self.proto == "simple":
+        if self.psycopg2:
             cur = self.c.cursor()
             cur.execute(sql, params)
             rows = cur.fetchall() if cur.description else []
@@ -577,7 +590,7 @@ class Conn:
 
     def notice_values(self, prefix):
         """Integers announced by NOTICEs 'prefix<int>' since the last call."""
-        if self.proto == "simple":
+        if self.psycopg2:
             msgs, self.c.notices[:] = list(self.c.notices), []
         else:
             msgs, self.notices[:] = list(self.notices), []
@@ -604,12 +617,12 @@ class Conn:
         return out
 
     def in_error(self):
-        if self.proto == "simple":
+        if self.psycopg2:
             return self.c.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR
         return self.c.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
 
     def in_transaction(self):
-        if self.proto == "simple":
+        if self.psycopg2:
             return self.c.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE
         return self.c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
@@ -649,6 +662,11 @@ class Checker:
         self.lock = threading.Lock()        # counters and records below
         self.res = Result(table=self.table, seed=self.seed, seconds=0.0,
                           bypass_bound_ms=cfg.bypass_bound_ms if cfg.bypass_writers else 0.0)
+        self.l1_cache = None
+        if L1_PROTOCOL in cfg.protocols:
+            sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+            from pgvalet import l1
+            self.l1_cache = l1.for_address(cfg.l1_push)
         t = self.table
         cfg.groups = max(1, min(cfg.groups, cfg.rows))
         self.group_of = {i: i % cfg.groups for i in range(1, cfg.rows + 1)}
@@ -808,7 +826,7 @@ class Checker:
     # -- thread helpers -------------------------------------------------------
     def conns(self, who, direct=False):
         dsn = self.cfg.direct_dsn if direct else self.cfg.dsn
-        return {p: Conn(p, dsn) for p in self.cfg.protocols}
+        return {p: Conn(p, dsn, self.l1_cache) for p in self.cfg.protocols}
 
     def hot_or_any(self, rnd):
         if rnd.random() < self.cfg.hot_share:
@@ -1031,7 +1049,7 @@ class Checker:
                         for _ in range(rnd.randint(1, 4)):
                             self.read_one(rnd, who, conn, mode)
                         conn.q(rnd.choice(ENDS))
-                    elif conn.proto != "simple" and r < cfg.rr_blocks + cfg.rc_blocks + cfg.pipelines:
+                    elif not conn.psycopg2 and r < cfg.rr_blocks + cfg.rc_blocks + cfg.pipelines:
                         mode = "pipeline"
                         self.pipelined_reads(rnd, who, conn)
                     else:
@@ -1096,7 +1114,7 @@ class Checker:
             got = [(rid, rows[0][0])] if rows else []
         elif kind == "upd_cte":
             got = conn.q(sql["upd_cte"], (rid,))
-        elif kind in ("upd_fn", "call", "upsert") or (kind == "multi" and conn.proto == "simple"):
+        elif kind in ("upd_fn", "call", "upsert") or (kind == "multi" and conn.psycopg2):
             params = (rid, self.group_of[rid]) if kind == "upsert" else (rid,)
             rows = conn.q(sql[kind], params)
             got = [(rid, rows[-1][0])] if rows and rows[-1][0] is not None else []
@@ -1195,7 +1213,7 @@ class Checker:
                         self.write_tx(rnd, who, conn, conns, w)
                     else:
                         w.phase = "commit"      # autocommit: the statement is its own commit
-                        if not bypass and conn.proto != "simple" and rnd.random() < cfg.pipelines:
+                        if not bypass and not conn.psycopg2 and rnd.random() < cfg.pipelines:
                             w.phase = "pipeline"
                             self.pipelined_write_read(rnd, who, conn, w)
                         else:

@@ -288,3 +288,62 @@ def test_checker_bounds_bypass_lag_on_fabricated_answers():
     ch.lag_stats()
     assert ch.res.lagged_reads == 11 and ch.res.max_bypass_lag_ms == pytest.approx(500.0)
     assert "lagged reads" in ch.res.summary() and ch.res.to_dict()["lagged_reads"] == 11
+
+
+@pytest.mark.proxy_only
+def test_no_stale_reads_through_the_python_l1(proxy, pg, uniq):
+    # Every reader and writer is psycopg2 with the in-process L1 under it (one L1 for the
+    # whole checker, as in one application process): writes on those connections evict
+    # the L1 before their commit returns, so reads stay strict; writers that bypass the
+    # proxy reach the L1 through the WAL and the push channel within the bound.
+    p = proxy(pool_mode="transaction")
+    wait_stream_up(p)
+    res = consistency.run(consistency.Config(
+        dsn=p.dsn, direct_dsn=pg.dsn, table=uniq, seconds=12, readers=4, writers=2,
+        bypass_writers=1, rows=50, bypass_bound_ms=1000.0, seed=seed(),
+        protocols=(consistency.L1_PROTOCOL,), l1_push=f"unix:/tmp/.s.PGVALET.{p.port + 2}"))
+    from pgvalet import l1
+    stats = l1.for_address(f"unix:/tmp/.s.PGVALET.{p.port + 2}").stats()
+    text = report(res) + f"\nL1: {stats}"
+    print(text)
+    assert res.stale_reads == 0, text
+    assert res.violations == 0, text
+    assert not res.hung_threads and res.errors == 0, text
+    assert not res.final_mismatches, text
+    assert res.reads > 1000 and res.writes > 100, text
+    # It means something only if the L1 answered a good share of the reads.
+    assert stats["hits"] > res.reads // 10, text
+
+
+@pytest.mark.proxy_only
+def test_checker_catches_an_l1_that_ignores_invalidations(proxy, pg, uniq):
+    # The same run with the L1's store deaf to invalidations (its own commits' notices and
+    # the push channel alike): the checker must see stale reads.
+    from pgvalet import l1
+    p = proxy(pool_mode="transaction")
+    wait_stream_up(p)
+    address = f"unix:/tmp/.s.PGVALET.{p.port + 2}"
+    cache = l1.for_address(address)
+
+    class Deaf:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def invalidate(self, tags):
+            pass
+
+        def invalidate_db(self, db):
+            pass
+
+    cache.store = Deaf(cache.store)
+    res = consistency.run(consistency.Config(
+        dsn=p.dsn, direct_dsn=pg.dsn, table=uniq, seconds=10, readers=4, writers=2, rows=50,
+        hot_rows=3, hot_share=0.8, seed=seed(), stop_after_violations=100,
+        protocols=(consistency.L1_PROTOCOL,), l1_push=address))
+    text = report(res)
+    print(text)
+    assert not res.hung_threads and res.errors == 0, text
+    assert res.stale_reads > 0, text
