@@ -8,6 +8,8 @@ import pytest
 import pgvalet
 from pgvalet import _push
 
+from pgvtest import DB
+
 
 def _next(events, kind, timeout=10.0, **match):
     """The next event of type kind (and matching fields), skipping keepalives and others."""
@@ -30,7 +32,7 @@ def test_push_address_and_events(pg, port):
         events = queue.Queue()
         with _push.subscribe(proxy.push_address, events.put) as sub:
             _next(events, "hello")
-            _next(events, "state", db="pgvalet", stream="up")
+            _next(events, "state", db=DB, stream="up")
             assert sub.connected
             conn = psycopg2.connect(proxy.url)
             conn.autocommit = True
@@ -49,7 +51,7 @@ def test_push_address_and_events(pg, port):
             late = queue.Queue()
             with _push.subscribe(proxy.push_address, late.put):
                 _next(late, "hello", timeout=1)
-                _next(late, "state", timeout=1, db="pgvalet", stream="up")
+                _next(late, "state", timeout=1, db=DB, stream="up")
 
 
 def test_lost_when_the_proxy_goes_away(pg, port):
