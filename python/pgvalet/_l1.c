@@ -24,6 +24,9 @@
  *    (RING_SIZE of them), or after a clear().  invalidate() bumps tags
  *    (entries carrying them are never served again); invalidate_db()
  *    bumps the database tag every entry of that database carries.
+ *  - db_tag(), table_tag(), rows_tag(), row_tag(): the proxy's tag ids
+ *    (src/cache/tags.h), so Python code can read push-channel events that
+ *    carry only tags (writes the proxy saw name no table).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -532,6 +535,52 @@ l1_db_tag(PyObject *mod, PyObject *db)
 	return name ? PyLong_FromUnsignedLongLong(cache_tag_db(name)) : NULL;
 }
 
+static PyObject *
+l1_table_tag(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+	const char *db, *rel;
+
+	(void)mod;
+	if (nargs != 2) {
+		PyErr_SetString(PyExc_TypeError, "table_tag(db, relation)");
+		return NULL;
+	}
+	if (!(db = PyUnicode_AsUTF8(args[0])) || !(rel = PyUnicode_AsUTF8(args[1])))
+		return NULL;
+	return PyLong_FromUnsignedLongLong(cache_tag_table(db, rel));
+}
+
+static PyObject *
+l1_rows_tag(PyObject *mod, PyObject *table_tag)
+{
+	uint64_t t = PyLong_AsUnsignedLongLong(table_tag);
+
+	(void)mod;
+	if (t == (uint64_t)-1 && PyErr_Occurred())
+		return NULL;
+	return PyLong_FromUnsignedLongLong(cache_tag_rows(t));
+}
+
+static PyObject *
+l1_row_tag(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+	uint64_t t;
+	long long key;
+
+	(void)mod;
+	if (nargs != 2) {
+		PyErr_SetString(PyExc_TypeError, "row_tag(table_tag, key)");
+		return NULL;
+	}
+	t = PyLong_AsUnsignedLongLong(args[0]);
+	if (t == (uint64_t)-1 && PyErr_Occurred())
+		return NULL;
+	key = PyLong_AsLongLong(args[1]);
+	if (key == -1 && PyErr_Occurred())
+		return NULL;
+	return PyLong_FromUnsignedLongLong(cache_tag_row(t, (int64_t)key));
+}
+
 static PyMethodDef Cache_methods[] = {
 	{"get", (PyCFunction)(void (*)(void))Cache_get, METH_FASTCALL,
 	 "get(token, sql, params) -> the cached value (a fresh copy) or None"},
@@ -564,6 +613,14 @@ static PyTypeObject CacheType = {
 static PyMethodDef module_methods[] = {
 	{"db_tag", (PyCFunction)l1_db_tag, METH_O,
 	 "db_tag(name): the tag every result of that database carries"},
+	{"table_tag", (PyCFunction)(void (*)(void))l1_table_tag, METH_FASTCALL,
+	 "table_tag(db, relation): bumped by every write to that relation "
+	 "(any schema: tags name relations by database and name)"},
+	{"rows_tag", (PyCFunction)l1_rows_tag, METH_O,
+	 "rows_tag(table_tag): bumped by writes whose changed rows are unknown"},
+	{"row_tag", (PyCFunction)(void (*)(void))l1_row_tag, METH_FASTCALL,
+	 "row_tag(table_tag, key): bumped by writes to the row whose integer "
+	 "key column equals key"},
 	{NULL, NULL, 0, NULL},
 };
 

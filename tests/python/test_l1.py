@@ -350,3 +350,27 @@ def test_forked_child_starts_empty_and_stays_fresh(items, port):
     assert os.WEXITSTATUS(status) == 0
     assert eventually(reader, "forked") == "forked"
     engine.dispose()
+
+
+def test_tag_functions_match_the_proxy(items, port):
+    """_l1.table_tag/row_tag compute what the proxy bumps (its evict notice says)."""
+    import psycopg2
+    from pgvalet import _l1
+    with pgvalet.start(items.url(), port=port, silent=True) as proxy:
+        conn = psycopg2.connect(proxy.url, options="-c pgvalet.l1=on")
+        conn.autocommit = True
+        db = conn.info.dbname
+        with conn.cursor() as cur:
+            for _ in range(40):        # until the proxy knows the table (its catalog)
+                del conn.notices[:]
+                cur.execute("UPDATE l1_items SET name = name WHERE id = 12")
+                notes = [n for n in conn.notices if "pgvalet-l1 evict " in n]
+                if notes:
+                    break
+                time.sleep(0.05)
+        conn.close()
+    assert notes, "no evict notice"
+    tags = {int(t, 16) for t in notes[-1].split()[3].split(",")}
+    table = _l1.table_tag(db, "l1_items")
+    assert tags == {table, _l1.row_tag(table, 12)}
+    assert _l1.rows_tag(table) not in tags
