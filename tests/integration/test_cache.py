@@ -330,11 +330,23 @@ def test_extended_replay_is_byte_identical_to_the_server(cproxy, pg, table):
     direct = pgwire.connect(pg.port)
     expected = raw_exchange(direct, group)
     w = pgwire.connect(cproxy.port)
+    # Until an answer comes from the cache: Postgres did not run the statement for it.
+    d = pg.connect()
+    d.cursor().execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def server_calls():
+        return one(d, "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                      "WHERE query LIKE %s", (f"%FROM {table} WHERE id <= $1%",))
+
     answers = []
-    for _ in range(4):
+    deadline = time.monotonic() + 20
+    while True:
+        before = server_calls()
         answers.append(raw_exchange(w, group))
-        time.sleep(0.1)
-    pg.connect().cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+        if server_calls() == before or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
     hit = raw_exchange(w, group)
     assert hit == expected  # the change bypassed the proxy: this came from the cache
     assert all(a == expected for a in answers)
