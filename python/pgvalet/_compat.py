@@ -7,6 +7,8 @@ from urllib.parse import quote, urlencode
 
 import sqlalchemy
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession as _AsyncSession
+from sqlalchemy.orm import Session as _Session
 
 SA_VERSION = tuple(int(p) for p in re.findall(r"\d+", sqlalchemy.__version__)[:3])
 SA14 = SA_VERSION < (2,)
@@ -46,3 +48,12 @@ def url_text(url: Any) -> str:
     if url.query:
         text += "?" + urlencode(list(url.query.items()), doseq=True, quote_via=quote)
     return text
+
+
+# ---- Session / AsyncSession methods newer than 1.4 (pgvalet.orm.SessionProxy) ------------
+# Probed with hasattr, not by version number, so a backport or a patched build is honoured.
+SESSION_HAS_GET_ONE = hasattr(_Session, "get_one")          # 2.0.22
+SESSION_HAS_RESET = hasattr(_Session, "reset")              # 2.0.22
+ASYNC_SESSION_HAS_GET_ONE = hasattr(_AsyncSession, "get_one")
+ASYNC_SESSION_HAS_RESET = hasattr(_AsyncSession, "reset")
+ASYNC_SESSION_HAS_ACLOSE = hasattr(_AsyncSession, "aclose")  # 2.0.20

@@ -1,0 +1,1 @@
+from .session_proxy import SessionProxy
