@@ -96,6 +96,7 @@ asan: deps
 bench: deps all $(O)/bench/cache_policy
 	$(PYTHON) bench/run.py --binary $(abspath $(O)/pgvalet)
 	$(O)/bench/cache_policy $(BENCH_CACHE_ARGS)
+	$(PYTHON) bench/python_bench.py --binary $(abspath $(O)/pgvalet)
 
 # Result-cache policy benchmark: S3-FIFO store vs LRU/FIFO, get throughput.
 $(O)/bench/cache_policy: bench/cache_policy.c $(LIB)
