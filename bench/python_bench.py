@@ -253,7 +253,7 @@ def parse_args():
     ap.add_argument("--binary", default=os.path.join(rb.ROOT, "build", "pgvalet"))
     ap.add_argument("--iterations", type=int, default=2000, help="timed operations per cell")
     ap.add_argument("--warmup", type=int, default=200, help="untimed operations per round")
-    ap.add_argument("--rounds", type=int, default=2,
+    ap.add_argument("--rounds", type=int, default=4,
                     help="rounds per cell, alternating the columns (iterations are split)")
     ap.add_argument("--only", default="", help="comma list of rows and/or columns")
     ap.add_argument("--pool-size", type=int, default=20)
