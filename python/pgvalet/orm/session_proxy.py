@@ -44,7 +44,7 @@ the session usable); ``aclose`` (2.0.20) falls back to ``AsyncSession.close()``.
 """
 from __future__ import annotations
 
-from typing import (Any, Awaitable, Callable, Generic, Iterable, Iterator, Optional, Sequence,
+from typing import (Any, Awaitable, Callable, Dict, Generic, Iterable, Iterator, Optional, Sequence,
                     Type, TypeVar, Union, overload)
 
 from sqlalchemy.engine import Connection, Result, ScalarResult
@@ -63,7 +63,7 @@ T = TypeVar("T")
 O = TypeVar("O")  # a mapped instance
 
 # What execute()/scalars()/scalar()/stream() accept as parameters.
-Params = Union[dict, Sequence[dict], None]
+Params = Union[Dict[str, Any], Sequence[Dict[str, Any]], None]
 
 NO_ROW = "No row was found when one was required"  # SQLAlchemy 2.0's get_one() message
 
@@ -223,7 +223,7 @@ class SessionProxy(Generic[S]):
         return self._session.identity_map
 
     @property
-    def info(self) -> dict:
+    def info(self) -> Dict[Any, Any]:
         return self._session.info  # type: ignore[no-any-return]
 
     @property
@@ -343,7 +343,7 @@ class SessionProxy(Generic[S]):
             raise NoResultFound(NO_ROW)
         return found  # type: ignore[no-any-return]
 
-    async def _async_get_one(self, entity: Type[O], ident: Any, kwargs: dict) -> O:
+    async def _async_get_one(self, entity: Type[O], ident: Any, kwargs: Dict[str, Any]) -> O:
         found = await self._session.get(entity, ident, **kwargs)
         if found is None:
             raise NoResultFound(NO_ROW)
