@@ -76,7 +76,14 @@ class SessionProxy(Generic[S]):
 
     __slots__ = ("_session", "_is_async")
 
-    def __init__(self, session: S) -> None:
+    @overload
+    def __init__(self: SessionProxy[Session], session: Union[Session, scoped_session]
+                 ) -> None: ...
+    @overload
+    def __init__(self: SessionProxy[AsyncSession],
+                 session: Union[AsyncSession, async_scoped_session]) -> None: ...
+
+    def __init__(self, session: Any) -> None:
         if isinstance(session, (AsyncSession, async_scoped_session)):
             is_async = True
         elif isinstance(session, (Session, scoped_session)):
