@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import datetime
 import os
+import re
 import shlex
 import statistics
 import sys
@@ -35,6 +36,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 import run as rb  # noqa: E402  bench/run.py: cluster, pgvalet, cleanup, CSV helpers
 
 import asyncpg  # noqa: E402
@@ -104,8 +106,50 @@ def column_pgvalet(env):
                   "cache on: the same key every time, so the proxy's cache answers)")
 
 
-# Add a column: def column_l1(env): ... return a Target subclass; then list it here.
-COLUMNS = [("direct", column_direct), ("pgvalet", column_pgvalet)]
+class L1Target(Target):
+    """Through the proxy with the in-process L1 (pgvalet.l1) under each client."""
+
+    def __init__(self, env):
+        super().__init__("l1", env.valet_port, "through the proxy, the in-process L1 cache "
+                         "under the client (pgvalet.l1): repeated reads never leave the process")
+        from pgvalet import l1
+        self.l1 = l1
+        self.cache = l1.for_address(push_address(env.valet_log))
+
+    def psycopg2(self):
+        conn = self.l1.psycopg2_connect(self.url, self.cache)
+        conn.autocommit = True
+        return conn
+
+    async def asyncpg(self):
+        return None     # no L1 under a bare asyncpg connection (its Records cannot be made)
+
+    def engine(self):
+        engine = super().engine()
+        self.l1.attach(engine, self.cache)
+        return engine
+
+    def async_engine(self):
+        engine = super().async_engine()
+        self.l1.attach(engine.sync_engine, self.cache)
+        return engine
+
+
+def push_address(log_path):
+    """The proxy's push channel, from its start-up banner."""
+    with open(log_path) as f:
+        m = re.search(r"push channel for in-process caches on (\S+?)(?: and (\S+))?$", f.read(),
+                      re.M)
+    if not m:
+        raise RuntimeError("pgvalet printed no push channel line")
+    return f"unix:{m.group(2)}" if m.group(2) else m.group(1)
+
+
+def column_l1(env):
+    return L1Target(env)
+
+
+COLUMNS = [("direct", column_direct), ("pgvalet", column_pgvalet), ("l1", column_l1)]
 
 
 # --------------------------------------------------------------------------
@@ -282,6 +326,7 @@ def parse_args():
 class Env:
     pg_port = None
     valet_port = None
+    valet_log = None
 
 
 def fmt_us(v):
@@ -304,6 +349,7 @@ def main():
         raise RuntimeError(f"cannot create bench_users: {err}")
     env.valet_port, proc, errpath = rb.start_pgvalet(
         base, a.binary, env.pg_port, "transaction", a.pool_size, a.workers, a.extra)
+    env.valet_log = errpath
     targets = [make(env) for _name, make in a.columns]
 
     floor = dict_lookup_us()
