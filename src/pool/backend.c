@@ -724,7 +724,9 @@ route_owed(struct backend *be, struct pending *p, const struct msg_frame *f,
 				     f->body_len ? f->body[0] : 'E');
 	to_client(be, raw, f->len);
 	if (p->feed) {
-		if (t == 'E' || t == 's')
+		/* PortalSuspended is part of the answer: the group's Sync
+		 * follows at once and closes the portal (session.c) */
+		if (t == 'E')
 			capture_spoil(p->feed);
 		else
 			capture_add(p->feed, raw, f->len);

@@ -1389,6 +1389,7 @@ struct ext_group {
 	const char *text;
 	const uint8_t *bind_rest;	/* formats, values, result formats */
 	size_t bind_rest_len;
+	uint32_t max_rows;		/* Execute's row limit, 0 = all */
 	bool has_parse, has_describe;
 };
 
@@ -1463,9 +1464,13 @@ read_group(struct client *cl, struct ext_group *g)
 			g->has_describe = true;
 			want = 'E';
 		} else if ((want == 'D' || want == 'E') && f.type == 'E') {
-			/* unnamed portal, all rows */
-			if (f.body_len != 5 || f.body[0] || msg_be32(f.body + 1))
+			/* unnamed portal; a row limit (asyncpg's fetchrow asks
+			 * for 1) is part of the key: the answer may end in
+			 * PortalSuspended, and the Sync right after closes
+			 * the portal, so it is complete all the same */
+			if (f.body_len != 5 || f.body[0])
 				return 0;
+			g->max_rows = msg_be32(f.body + 1);
 			want = 'S';
 		} else if (want == 'S' && f.type == 'S') {
 			return off + f.len;
@@ -1485,13 +1490,15 @@ group_key(const struct client *cl, const struct ext_group *g,
 	uint32_t plen = (uint32_t)g->parse_rest_len;
 	uint8_t *k, *w;
 
-	*keylen = 2 + dl + ul + sizeof(sig) + sizeof(plen) +
-		  g->parse_rest_len + g->bind_rest_len;
+	*keylen = 2 + sizeof(g->max_rows) + dl + ul + sizeof(sig) +
+		  sizeof(plen) + g->parse_rest_len + g->bind_rest_len;
 	k = w = malloc(*keylen);
 	if (!k)
 		return NULL;
 	*w++ = 'E';
 	*w++ = g->has_describe;
+	memcpy(w, &g->max_rows, sizeof(g->max_rows));
+	w += sizeof(g->max_rows);
 	memcpy(w, cl->database, dl);
 	w += dl;
 	memcpy(w, cl->user, ul);

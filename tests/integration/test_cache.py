@@ -323,6 +323,26 @@ def bind_binary(params, stmt="", portal=""):
     return pgwire.msg(b"B", body + struct.pack("!hh", 1, 1))
 
 
+def until_served_from_cache(exchange, direct, like, timeout=20.0):
+    """Repeat exchange() until Postgres did not run the statement (pg_stat_statements
+    query LIKE like) for one of them: the cache answered.  Every answer, in order."""
+    direct.cursor().execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def server_calls():
+        return one(direct, "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                           "WHERE query LIKE %s", (like,))
+
+    answers = []
+    deadline = time.monotonic() + timeout
+    while True:
+        before = server_calls()
+        answers.append(exchange())
+        if server_calls() == before:
+            return answers
+        assert time.monotonic() < deadline, "never served from the cache"
+        time.sleep(0.05)
+
+
 def test_extended_replay_is_byte_identical_to_the_server(cproxy, pg, table):
     sql = f"SELECT id, v, note, v::float8 / 3 AS third FROM {table} WHERE id <= $1 ORDER BY id"
     group = (pgwire.parse("", sql, (23,)) + bind_binary([4]) + pgwire.describe(b"P")
@@ -330,27 +350,36 @@ def test_extended_replay_is_byte_identical_to_the_server(cproxy, pg, table):
     direct = pgwire.connect(pg.port)
     expected = raw_exchange(direct, group)
     w = pgwire.connect(cproxy.port)
-    # Until an answer comes from the cache: Postgres did not run the statement for it.
     d = pg.connect()
-    d.cursor().execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-
-    def server_calls():
-        return one(d, "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                      "WHERE query LIKE %s", (f"%FROM {table} WHERE id <= $1%",))
-
-    answers = []
-    deadline = time.monotonic() + 20
-    while True:
-        before = server_calls()
-        answers.append(raw_exchange(w, group))
-        if server_calls() == before or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    answers = until_served_from_cache(lambda: raw_exchange(w, group), d,
+                                      f"%FROM {table} WHERE id <= $1%")
     d.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
     hit = raw_exchange(w, group)
     assert hit == expected  # the change bypassed the proxy: this came from the cache
     assert all(a == expected for a in answers)
     assert raw_exchange(direct, group) != expected
+
+
+def test_row_limited_execute_is_replayed_with_its_portal_suspended(cproxy, pg, table):
+    """asyncpg's fetchrow is Bind + Execute(max_rows=1) + Sync: the answer ends in
+    PortalSuspended, and the Sync closes the portal, so it is cacheable whole, under
+    its row limit (the same query without a limit is another answer)."""
+    sql = f"SELECT id, v FROM {table} WHERE id <= $1 ORDER BY id"
+
+    def group(limit):
+        return (pgwire.parse("", sql, (23,)) + bind_binary([4]) + pgwire.execute(max_rows=limit)
+                + pgwire.sync())
+
+    direct = pgwire.connect(pg.port)
+    limited, full = raw_exchange(direct, group(1)), raw_exchange(direct, group(0))
+    assert b"s\x00\x00\x00\x04" in limited and b"s\x00\x00\x00\x04" not in full
+    w = pgwire.connect(cproxy.port)
+    answers = until_served_from_cache(lambda: raw_exchange(w, group(1)), pg.connect(),
+                                      f"%FROM {table} WHERE id <= $1%")
+    cached = answers[-1]
+    assert all(a == limited for a in answers)     # byte for byte, PortalSuspended included
+    assert raw_exchange(w, group(0)) != cached    # the unlimited one is not that answer
+    assert raw_exchange(w, group(2)).count(b"D\x00") == 2
 
 
 def test_unnamed_statement_answered_from_cache_can_be_bound_again(cproxy, pg, table):
