@@ -156,6 +156,17 @@ static const struct opt options[] = {
 	  .help = "redis://[:password@]host[:port][/db]: proxies sharing a "
 		  "database tell each other at once what writes through them "
 		  "evicted (each still reads the replication stream)" },
+	{ .name = "cache-tier", .type = OPT_STRING, .metavar = "URL",
+	  .def = "", FIELD(cache_tier),
+	  .help = "redis://[[user]:password@]host[:port][/db]: a result cache "
+		  "shared by the proxies of one database, read on a local "
+		  "miss and filled with what they fetch (entries expire after "
+		  "--cache-ttl, 1h when unset; Redis down = local cache only)" },
+	{ .name = "cache-tier-timeout", .type = OPT_DURATION,
+	  .metavar = "DURATION", .def = "2ms", .min = 1, .max = 1000,
+	  FIELD(cache_tier_timeout_ms),
+	  .help = "a shared-tier lookup slower than this counts as a miss "
+		  "(the worker waits for it)" },
 	{ .name = "stats-period", .type = OPT_DURATION, .metavar = "DURATION",
 	  .def = "60s", .min = 0, .max = DAY_MS, FIELD(stats_period_ms),
 	  .help = "log the cache, replication stream, bus and push channel "

@@ -45,6 +45,8 @@ struct config {
 	int push_port;			/* --push-port, -1 = port + 2, 0 = off */
 	char push_socket_dir[256];	/* --push-socket-dir, "" = none */
 	char bus[512];			/* --bus redis://..., "" = none */
+	char cache_tier[512];		/* --cache-tier redis://..., "" = none */
+	int cache_tier_timeout_ms;	/* --cache-tier-timeout, default 2ms */
 	int stats_period_ms;		/* --stats-period, 60s; 0 = never */
 	int debug_skip_invalidation;	/* testing the consistency checker */
 	int verbose;			/* -v (repeatable) / --verbose N */

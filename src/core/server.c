@@ -18,6 +18,7 @@
 #include "analysis/catalog.h"
 #include "cache/plan.h"
 #include "cache/store.h"
+#include "cache/tier.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/version.h"
@@ -241,6 +242,7 @@ init_streams(struct server *srv, char *err, size_t errlen)
 		.cache = srv->cache,
 		.cat = srv->catalog,
 		.push = srv->push,
+		.tier = srv->tier,
 		.notify = cfg->invalidation == INVALIDATION_NOTIFY,
 	};
 
@@ -258,6 +260,23 @@ init_streams(struct server *srv, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/* The shared result tier on Redis (--cache-tier), behind the store. */
+static int
+init_tier(struct server *srv, char *err, size_t errlen)
+{
+	const struct config *cfg = &srv->cfg;
+	struct cache_tier_config tc = {
+		.url = cfg->cache_tier,
+		.ttl_ms = (uint64_t)cfg->cache_ttl_ms,
+		.lookup_timeout_ms = cfg->cache_tier_timeout_ms,
+	};
+
+	if (!cfg->cache_tier[0])
+		return 0;
+	srv->tier = cache_tier_new(&tc, err, errlen);
+	return srv->tier ? 0 : -1;
 }
 
 /*
@@ -292,6 +311,8 @@ init_cache(struct server *srv, char *err, size_t errlen)
 		return -1;
 	if (cfg->bus[0] &&
 	    !(srv->bus = bus_new(cfg->bus, srv->cache, srv->push, err, errlen)))
+		return -1;
+	if (init_tier(srv, err, errlen))
 		return -1;
 	if (cfg->invalidation == INVALIDATION_TTL) {
 		log_warn("--invalidation ttl: writes that bypass pgvalet (psql, "
@@ -360,6 +381,7 @@ server_free(struct server *srv)
 	}
 	stream_set_free(srv->streams);	/* its threads use what follows */
 	bus_free(srv->bus);
+	cache_tier_free(srv->tier);
 	if (srv->push)
 		push_free(srv->push);
 	plan_table_free(srv->plans);
@@ -622,6 +644,10 @@ run_rechecks(struct worker *w)
 			i++;
 			continue;
 		}
+		if (w->srv->tier)	/* the tag is the database's */
+			(void)cache_tier_invalidate(w->srv->tier,
+						    w->recheck[i].tag,
+						    &w->recheck[i].tag, 1);
 		cache_tag_bump(w->srv->cache, &w->recheck[i].tag, 1);
 		w->recheck[i] = w->recheck[--w->nrecheck];
 	}
@@ -714,6 +740,13 @@ print_banner(const struct server *srv)
 			 "replication stream (publication %s, %s slot)",
 			 cfg->publication, cfg->replication_slot[0] ?
 			 cfg->replication_slot : "temporary");
+	if (srv->tier)
+		log_info("shared result tier on %s (entries expire after %d s, "
+			 "lookups wait %d ms at most)",
+			 cache_tier_display(srv->tier),
+			 (cfg->cache_ttl_ms ? cfg->cache_ttl_ms :
+					      TIER_DEFAULT_TTL_MS) / 1000,
+			 cfg->cache_tier_timeout_ms);
 	if (srv->push) {
 		int port = cfg->push_port < 0 ? cfg->port + 2 : cfg->push_port;
 
@@ -766,6 +799,26 @@ log_bus_stats(const struct server *srv)
 }
 
 static void
+log_tier_stats(const struct server *srv)
+{
+	struct cache_tier_stats st;
+
+	if (!srv->tier)
+		return;
+	cache_tier_get_stats(srv->tier, &st);
+	log_info("cache tier: %s, %llu hits, %llu misses, %llu stores, %llu "
+		 "rejected stores, %llu tags invalidated, %llu timeouts, %llu "
+		 "errors, %llu times down, %llu dropped",
+		 st.up ? "up" : "down", (unsigned long long)st.hits,
+		 (unsigned long long)st.misses, (unsigned long long)st.stores,
+		 (unsigned long long)st.rejected_stores,
+		 (unsigned long long)st.invalidations,
+		 (unsigned long long)st.timeouts,
+		 (unsigned long long)st.errors, (unsigned long long)st.downs,
+		 (unsigned long long)st.dropped);
+}
+
+static void
 log_cache_stats(const struct server *srv)
 {
 	struct cache_stats st;
@@ -774,6 +827,7 @@ log_cache_stats(const struct server *srv)
 		return;
 	log_stream_stats(srv);
 	log_bus_stats(srv);
+	log_tier_stats(srv);
 	cache_store_stats(srv->cache, &st);
 	log_info("cache: %llu hits, %llu misses, %llu stores, %llu stale "
 		 "(not stored), %llu too big, %llu evicted (%llu capacity, "
@@ -856,6 +910,10 @@ server_run(struct server *srv)
 	signal(SIGPIPE, SIG_IGN);
 	if (srv->catalog && catalog_start(srv->catalog)) {
 		log_error("cannot start the catalog thread");
+		return -1;
+	}
+	if (srv->tier && cache_tier_start(srv->tier)) {
+		log_error("cannot start the cache tier's thread");
 		return -1;
 	}
 	if (srv->bus && bus_start(srv->bus)) {

@@ -29,6 +29,7 @@ struct plan_table;
 struct stream_set;
 struct push;
 struct bus;
+struct cache_tier;
 struct cache_wait;
 
 /* Someone allowed to log in: the upstream URL's user or an auth-file one. */
@@ -120,6 +121,7 @@ struct server {
 	struct stream_set *streams;
 	struct push *push;
 	struct bus *bus;		/* --bus: other proxies (NULL: none) */
+	struct cache_tier *tier;	/* --cache-tier: shared L2 (NULL: none) */
 };
 
 /* Build everything from cfg: resolve, TLS, auth file; -1 with err set. */

@@ -22,6 +22,7 @@
 #include "cache/tags.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/redis.h"
 #include "invalidate/events.h"
 #include "invalidate/push.h"
 
@@ -41,8 +42,7 @@ struct bus_msg {
 };
 
 struct bus {
-	char host[256], password[256], display[300];
-	int port, dbindex;
+	struct redis_target redis;
 	char id[17];			/* this proxy's, hex */
 	struct cache_store *cache;
 	struct push *push;
@@ -60,58 +60,6 @@ struct bus {
 	struct bus_line *line;		/* the message being applied */
 };
 
-/* redis://[[user]:password@]host[:port][/db] */
-static int
-parse_url(struct bus *b, const char *url)
-{
-	const char *p, *at, *end, *colon, *slash;
-	size_t n;
-
-	if (strncmp(url, "redis://", 8) != 0)
-		return -1;
-	p = url + 8;
-	slash = strchr(p, '/');
-	end = slash ? slash : p + strlen(p);
-	at = memchr(p, '@', (size_t)(end - p));
-	if (at) {
-		colon = memchr(p, ':', (size_t)(at - p));
-		if (colon) {
-			n = (size_t)(at - colon - 1);
-			if (n >= sizeof(b->password))
-				return -1;
-			memcpy(b->password, colon + 1, n);
-			b->password[n] = 0;
-		}
-		p = at + 1;
-	}
-	colon = memchr(p, ':', (size_t)(end - p));
-	n = (size_t)((colon ? colon : end) - p);
-	if (n == 0 || n >= sizeof(b->host))
-		return -1;
-	memcpy(b->host, p, n);
-	b->host[n] = 0;
-	b->port = 6379;
-	if (colon) {
-		char *e;
-		long v = strtol(colon + 1, &e, 10);
-
-		if (e != end || v < 1 || v > 65535)
-			return -1;
-		b->port = (int)v;
-	}
-	if (slash && slash[1]) {
-		char *e;
-		long v = strtol(slash + 1, &e, 10);
-
-		if (*e || v < 0 || v > 1000)
-			return -1;
-		b->dbindex = (int)v;
-	}
-	snprintf(b->display, sizeof(b->display), "redis://%s:%d", b->host,
-		 b->port);
-	return 0;
-}
-
 struct bus *
 bus_new(const char *url, struct cache_store *cache, struct push *push,
 	char *err, size_t errlen)
@@ -123,9 +71,9 @@ bus_new(const char *url, struct cache_store *cache, struct push *push,
 		snprintf(err, errlen, "out of memory for the bus");
 		return NULL;
 	}
-	if (parse_url(b, url)) {
+	if (redis_target_parse(&b->redis, url)) {
 		snprintf(err, errlen, "invalid value for bus: '%s' (expected "
-			 "redis://[:password@]host[:port][/db])", url);
+			 "redis://[[user]:password@]host[:port][/db])", url);
 		free(b);
 		return NULL;
 	}
@@ -204,45 +152,13 @@ bus_publish(struct bus *b, const char *db, const uint64_t *tags, size_t n)
 
 /* ---- the thread ---------------------------------------------------------- */
 
-static redisContext *
-redis_connect(struct bus *b, char *e, size_t elen)
-{
-	struct timeval tv = { BUS_TIMEOUT_MS / 1000,
-			      (BUS_TIMEOUT_MS % 1000) * 1000 };
-	redisContext *c = redisConnectWithTimeout(b->host, b->port, tv);
-	redisReply *r;
-
-	if (!c || c->err) {
-		snprintf(e, elen, "%s", c ? c->errstr : "out of memory");
-		redisFree(c);
-		return NULL;
-	}
-	redisSetTimeout(c, tv);
-	if (b->password[0]) {
-		r = redisCommand(c, "AUTH %s", b->password);
-		if (!r || r->type == REDIS_REPLY_ERROR) {
-			snprintf(e, elen, "AUTH: %s",
-				 r ? r->str : c->errstr);
-			freeReplyObject(r);
-			redisFree(c);
-			return NULL;
-		}
-		freeReplyObject(r);
-	}
-	if (b->dbindex) {
-		r = redisCommand(c, "SELECT %d", b->dbindex);
-		freeReplyObject(r);
-	}
-	return c;
-}
-
 static bool
 bus_open(struct bus *b, char *e, size_t elen)
 {
 	redisReply *r;
 
-	if (!(b->pub = redis_connect(b, e, elen)) ||
-	    !(b->sub = redis_connect(b, e, elen)))
+	if (!(b->pub = redis_connect(&b->redis, BUS_TIMEOUT_MS, e, elen)) ||
+	    !(b->sub = redis_connect(&b->redis, BUS_TIMEOUT_MS, e, elen)))
 		return false;
 	r = redisCommand(b->sub, "SUBSCRIBE %s", CHANNEL);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -400,7 +316,7 @@ bus_thread(void *arg)
 				log_warn("bus: cannot reach %s (%s); evictions "
 					 "by other proxies arrive through the "
 					 "replication stream only, retrying",
-					 b->display, e);
+					 b->redis.display, e);
 			warned = true;
 			if (bus_pause(b, backoff))
 				break;
@@ -409,7 +325,7 @@ bus_thread(void *arg)
 			continue;
 		}
 		log_info("bus: connected to %s (channel %s, proxy id %s)",
-			 b->display, CHANNEL, b->id);
+			 b->redis.display, CHANNEL, b->id);
 		atomic_store(&b->up, true);
 		warned = false;
 		e[0] = 0;
@@ -442,7 +358,7 @@ bus_thread(void *arg)
 					  memory_order_relaxed);
 		log_warn("bus: lost %s (%s); evictions by other proxies arrive "
 			 "through the replication stream only, reconnecting",
-			 b->display, e[0] ? e : "connection closed");
+			 b->redis.display, e[0] ? e : "connection closed");
 		warned = true;
 		if (bus_pause(b, BUS_BACKOFF_MIN_MS))
 			break;

@@ -26,6 +26,7 @@
 #include "analysis/catalog.h"
 #include "cache/store.h"
 #include "cache/tags.h"
+#include "cache/tier.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/pgconn.h"
@@ -334,6 +335,8 @@ flush_db(struct stream_db *d, const char *reason)
 {
 	uint64_t tag = cache_tag_db(d->name);
 
+	if (d->ss->cfg.tier)	/* the shared tier first (cache/tier.h) */
+		(void)cache_tier_invalidate(d->ss->cfg.tier, tag, &tag, 1);
 	cache_tag_bump(d->ss->cfg.cache, &tag, 1);
 	atomic_fetch_add_explicit(&d->ss->flushes, 1, RELAXED);
 	if (d->ss->cfg.push)
@@ -530,6 +533,9 @@ apply_rel(struct stream_db *d, const struct txn_rel *tr, uint64_t *tags)
 		tags[n++] = r->up[i];
 		tags[n++] = cache_tag_rows(r->up[i]);
 	}
+	if (d->ss->cfg.tier)	/* the shared tier first (cache/tier.h) */
+		(void)cache_tier_invalidate(d->ss->cfg.tier,
+					    cache_tag_db(d->name), tags, n);
 	cache_tag_bump(d->ss->cfg.cache, tags, n);
 	atomic_fetch_add_explicit(&d->ss->table_evictions, 1 + r->n_up,
 				  RELAXED);

@@ -53,6 +53,7 @@ struct stream_config {
 	struct cache_store *cache;
 	struct catalog *cat;
 	struct push *push;		/* NULL = no push channel */
+	struct cache_tier *tier;	/* NULL = no shared tier */
 	bool notify;			/* LISTEN to pgvalet's triggers
 					   instead of replication */
 };
