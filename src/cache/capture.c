@@ -2,6 +2,7 @@
  * capture.c - a cacheable response copied aside (see capture.h).
  */
 #include "cache/capture.h"
+#include "cache/tier.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +77,24 @@ capture_finish(struct cache_store *s, struct capture *c, uint8_t tx_status,
 			      &c->stamp, now_ms);
 		c->claim = NULL;	/* a put ends the claim */
 	}
+	if (r == CACHE_STORED && c->tier && c->tier_stamp) {
+		cache_tier_put(c->tier, c->tier_db, c->hash, c->key, c->keylen,
+			       c->stamp.tags, c->stamp.n, c->data, c->len,
+			       c->tier_stamp);
+		c->tier_stamp = NULL;
+	}
 	capture_free(c);
 	return r;
+}
+
+void
+capture_set_tier(struct capture *c, struct cache_tier *t, uint64_t db,
+		 char *stamp)
+{
+	free(c->tier_stamp);
+	c->tier = t;
+	c->tier_db = db;
+	c->tier_stamp = stamp;
 }
 
 void
@@ -85,6 +102,7 @@ capture_free(struct capture *c)
 {
 	if (!c)
 		return;
+	free(c->tier_stamp);
 	if (c->claim)
 		cache_abandon(c->claim, c->hash, c->key, c->keylen);
 	free(c->key);

@@ -18,6 +18,8 @@
 
 #include "cache/store.h"
 
+struct cache_tier;
+
 struct capture {
 	uint64_t hash;
 	uint8_t *key;
@@ -28,6 +30,11 @@ struct capture {
 	bool in_block_ok;	/* may end inside a transaction block */
 	struct cache_store *claim;	/* the key's claim is ours: end it */
 	struct cache_stamp stamp;
+	/* The shared tier (tier.h) missed this key and said which stamp a
+	 * store must match: once stored locally, store it there too. */
+	struct cache_tier *tier;
+	uint64_t tier_db;		/* cache_tag_db() of the database */
+	char *tier_stamp;		/* owned */
 };
 
 /* Takes ownership of key (malloc'ed); NULL on OOM or too many tags. */
@@ -37,10 +44,13 @@ struct capture *capture_new(const struct cache_store *s, uint8_t *key,
 /* One server message (type byte included), in order. */
 void capture_add(struct capture *c, const uint8_t *msg, size_t len);
 void capture_spoil(struct capture *c);
-/* At ReadyForQuery: store if clean (and end the claim either way);
- * frees c. */
+/* At ReadyForQuery: store if clean (and end the claim either way), in
+ * the shared tier too when the local store took it; frees c. */
 enum cache_put_result capture_finish(struct cache_store *s, struct capture *c,
 				     uint8_t tx_status, uint64_t now_ms);
+/* Give a capture the tier stamp of its key's miss (taken over). */
+void capture_set_tier(struct capture *c, struct cache_tier *t, uint64_t db,
+		      char *stamp);
 /* Drop a capture; a claim it holds is abandoned (waiters woken). */
 void capture_free(struct capture *c);
 

@@ -145,6 +145,8 @@ struct client {
 	uint8_t *claim_key;		/* we lead this key's miss (owned) */
 	size_t claim_keylen;
 	uint64_t claim_hash;
+	char *tier_stamp;		/* the shared tier missed this key: */
+	uint64_t tier_stamp_hash;	/* a store must match (cache/tier.h) */
 	bool block_clean;		/* a lazy READ COMMITTED block, sent, that
 					   has run only cacheable reads: its
 					   reads are what autocommit would see */

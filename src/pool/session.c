@@ -13,6 +13,7 @@
 #include "cache/plan.h"
 #include "cache/store.h"
 #include "cache/tags.h"
+#include "cache/tier.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "invalidate/bus.h"
@@ -139,6 +140,7 @@ session_free(struct client *cl)
 	capture_free(cl->group_capture);
 	free(cl->lazy_begin);
 	free(cl->claim_key);
+	free(cl->tier_stamp);
 	free(cl->read_plan);
 	free(cl->spare_wait);
 	free(cl->startup);
@@ -839,8 +841,15 @@ invalidate_dirty(struct client *cl)
 		cl->dirty_flood = false;
 		cl->n_dirty = 0;
 	}
+	tag = cache_tag_db(cl->database);
+	/* the shared tier first: its copies must be dead before ours are
+	 * (a tier hit refills the local store, cache/tier.h) */
+	if (srv->tier && (cl->dirty_flood || cl->dirty_forget))
+		(void)cache_tier_invalidate(srv->tier, tag, &tag, 1);
+	else if (srv->tier && cl->n_dirty)
+		(void)cache_tier_invalidate(srv->tier, tag, cl->dirty,
+					    cl->n_dirty);
 	if (cl->dirty_flood || cl->dirty_forget) {
-		tag = cache_tag_db(cl->database);
 		cache_tag_bump(srv->cache, &tag, 1);
 		if (srv->push)
 			push_flush(srv->push, cl->database,
@@ -1097,6 +1106,69 @@ claim_to_capture(struct client *cl, struct capture *c)
 
 enum lookup { LOOKUP_HIT, LOOKUP_MISS, LOOKUP_LEAD, LOOKUP_PARKED };
 
+static void
+tier_stamp_drop(struct client *cl)
+{
+	free(cl->tier_stamp);
+	cl->tier_stamp = NULL;
+}
+
+/*
+ * A local miss: ask the shared tier (cache/tier.h).  A hit is put in the
+ * local store under a stamp taken before asking, so an invalidation
+ * applied meanwhile refuses it, and is returned from there.  A miss
+ * leaves in cl->tier_stamp what a store of the upstream answer must
+ * match.  The put ends the key's claim, ours or not.
+ */
+static struct cache_entry *
+tier_lookup(struct client *cl, uint64_t hash, const uint8_t *key,
+	    size_t keylen, const struct plan *p)
+{
+	struct server *srv = cl->w->srv;
+	struct cache_stamp st;
+	enum cache_put_result r;
+	enum tier_found found;
+	uint8_t *data;
+	size_t len;
+	char *stamp;
+
+	tier_stamp_drop(cl);
+	if (!srv->tier || !cache_tier_up(srv->tier) ||
+	    cache_stamp_take(srv->cache, &st, p->tags, p->n_tags))
+		return NULL;
+	found = cache_tier_get(srv->tier, cache_tag_db(cl->database), hash,
+			       key, keylen, p->tags, p->n_tags, &data, &len,
+			       &stamp);
+	if (found == TIER_MISS) {
+		cl->tier_stamp = stamp;
+		cl->tier_stamp_hash = hash;
+	}
+	if (found != TIER_HIT)
+		return NULL;
+	r = cache_put(srv->cache, hash, key, keylen, data, len, &st,
+		      cl->w->now_ms);
+	free(data);
+	if (cl->claim_key && cl->claim_keylen == keylen &&
+	    memcmp(cl->claim_key, key, keylen) == 0) {
+		free(cl->claim_key);	/* the put ended it */
+		cl->claim_key = NULL;
+	}
+	return r == CACHE_STORED ?
+		cache_get(srv->cache, hash, key, keylen, cl->w->now_ms) : NULL;
+}
+
+/* A capture of the key the tier just missed stores there too. */
+static void
+tier_stamp_to_capture(struct client *cl, struct capture *c)
+{
+	if (c && cl->tier_stamp && cl->tier_stamp_hash == c->hash) {
+		capture_set_tier(c, cl->w->srv->tier,
+				 cache_tag_db(cl->database), cl->tier_stamp);
+		cl->tier_stamp = NULL;
+	}
+	tier_stamp_drop(cl);
+}
+
 /*
  * Look a key up.  On a miss the first client becomes the key's leader
  * (it goes upstream); the others park until its answer is stored, then
@@ -1312,6 +1384,8 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 	if (!key)
 		return false;
 	found = lookup(cl, hash, key, keylen, &e);
+	if (!e && found != LOOKUP_PARKED)
+		e = tier_lookup(cl, hash, key, keylen, &plan);
 	free(key);
 	if (found == LOOKUP_PARKED)
 		return true;	/* the message waits in the buffer */
@@ -1374,6 +1448,7 @@ plan_query(struct client *cl, const char *text, size_t len,
 				 plan.n_tags, (size_t)srv->cfg.cache_max_entry);
 	if (p->capture)
 		p->capture->in_block_ok = cl->block_clean;
+	tier_stamp_to_capture(cl, p->capture);
 	claim_to_capture(cl, p->capture);
 	return 0;
 }
@@ -1601,6 +1676,8 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 		free(key);
 		return true;	/* the group waits in the buffer */
 	}
+	if (!e)
+		e = tier_lookup(cl, hash, key, keylen, &plan);
 	if (!e) {	/* a miss: catch the answer on its way */
 		cl->group_capture = capture_new(srv->cache, key, keylen, hash,
 						plan.tags, plan.n_tags,
@@ -1609,6 +1686,7 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 		if (cl->group_capture)
 			cl->group_capture->in_block_ok =
 				cl->lazy_begin || (cl->srv && cl->block_clean);
+		tier_stamp_to_capture(cl, cl->group_capture);
 		claim_to_capture(cl, cl->group_capture);
 		return false;
 	}
