@@ -181,6 +181,14 @@ class Config:
     # longer ("stale-bypass").
     bypass_writers: int = 0
     bypass_bound_ms: float = 1000.0
+    # Where bypass writers connect (default direct_dsn): another proxy on the
+    # same database is also "bypassing" for the readers of this one.
+    bypass_dsn: str | None = None
+    # Feeders: unchecked readers running the same reads through feeder_dsn
+    # (another proxy), so the caches it shares with this one (--cache-tier)
+    # hold entries this proxy did not store.
+    feeders: int = 0
+    feeder_dsn: str | None = None
     rows: int = 50
     seed: int | None = None
     table: str | None = None
@@ -220,6 +228,7 @@ class Result:
     reads: int = 0
     writes: int = 0               # acknowledged writing units through the proxy (autocommit statements + commits)
     bypass_writes: int = 0        # the same, on direct connections (bypassing the proxy)
+    feeder_reads: int = 0         # unchecked reads through feeder_dsn
     commits: int = 0
     rollbacks: int = 0
     aborted: int = 0              # deadlocks/serialization failures (expected)
@@ -825,7 +834,7 @@ class Checker:
 
     # -- thread helpers -------------------------------------------------------
     def conns(self, who, direct=False):
-        dsn = self.cfg.direct_dsn if direct else self.cfg.dsn
+        dsn = (self.cfg.bypass_dsn or self.cfg.direct_dsn) if direct else self.cfg.dsn
         return {p: Conn(p, dsn, self.l1_cache) for p in self.cfg.protocols}
 
     def hot_or_any(self, rnd):
@@ -1192,6 +1201,25 @@ class Checker:
         if w.dele:
             self.state.delete_rolled_back(w.dele)
 
+    def feeder(self, idx):
+        """Run the readers' reads through feeder_dsn, unchecked: they only
+        fill what that proxy shares with the checked one."""
+        rnd = random.Random(self.seed * 4001 + idx)
+        protocols = tuple(p for p in self.cfg.protocols if p != L1_PROTOCOL) or ("simple",)
+        conns = {p: Conn(p, self.cfg.feeder_dsn) for p in protocols}
+        try:
+            while not self.stop.is_set():
+                conn = conns[rnd.choice(protocols)]
+                _, q, params = self.pick_read(rnd)
+                try:
+                    conn.q(q, params)
+                    self.count("feeder_reads")
+                except Exception:
+                    self.recover(conn)
+        finally:
+            for c in conns.values():
+                c.close()
+
     def bypass_writer(self, idx):
         self.writer(idx, bypass=True)
 
@@ -1356,6 +1384,9 @@ class Checker:
                                                 daemon=True))
             for i in range(cfg.bypass_writers):
                 threads.append(threading.Thread(target=wrap(self.bypass_writer, i), name=f"bypass-{i}",
+                                                daemon=True))
+            for i in range(cfg.feeders if cfg.feeder_dsn else 0):
+                threads.append(threading.Thread(target=wrap(self.feeder, i), name=f"feeder-{i}",
                                                 daemon=True))
             for i in range(cfg.readers):
                 threads.append(threading.Thread(target=wrap(self.reader, i), name=f"reader-{i}", daemon=True))

@@ -8,9 +8,13 @@ going away only costs the sharing (cache/tier.h).
 Whether an answer reached Postgres is read off pg_stat_statements, as in
 test_stream.py; whether the tier holds an entry is read off Redis itself.
 """
+import os
+import re
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis as redis_client
@@ -215,3 +219,42 @@ def test_bad_tier_url_names_the_key(pg):
     out = run_proxy(["--upstream", pg.url(), "--cache-tier", "redis://h:99999"])
     assert out.returncode == 2
     assert "invalid value for cache-tier: 'redis://h:99999'" in out.stderr
+
+
+def tier_hits(p):
+    """Stop the proxy (it logs its counters on SIGTERM): its tier hits."""
+    assert p.alive(), p.stderr[-3000:]
+    p.stop()
+    p.ready = False  # stopped on purpose
+    m = re.findall(r"cache tier: \w+, (\d+) hits", p.stderr)
+    assert m, p.stderr[-3000:]
+    return int(m[-1])
+
+
+def test_randomized_two_proxies_sharing_a_tier_serve_no_stale_reads(proxy, redis, pg, uniq):
+    """tests/consistency.py checks the reads through a against the writes
+    through a (at once) and through b (within the bound: b's writes reach
+    a's own cache by a's stream, the tier at once); b's feeders run the
+    same reads, so a finds in the tier entries b stored."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import consistency
+    a, b = (proxy(pool_mode="transaction", extra=["--cache-tier", redis.url, *TIMEOUT])
+            for _ in range(2))
+    for p in (a, b):
+        wait_log(p, r"stream \S+: up")
+        wait_log(p, r"cache tier \S+ up")
+    seed = os.environ.get("PGVALET_CONSISTENCY_SEED")
+    res = consistency.run(consistency.Config(
+        dsn=a.dsn, direct_dsn=pg.dsn, table=uniq, seconds=10, readers=4, writers=2,
+        bypass_writers=2, bypass_dsn=b.dsn, bypass_bound_ms=1000.0,
+        feeders=3, feeder_dsn=b.dsn, rows=50, seed=int(seed) if seed else None))
+    print(res.summary())
+    for s in res.samples[:8]:
+        print("VIOLATION", s)
+    for e in res.error_samples[:8]:
+        print("ERROR", e)
+    assert res.stale_reads == 0 and res.ok, res.summary()
+    assert res.feeder_reads > 0 and res.bypass_writes > 0
+    hits = tier_hits(a)
+    print(f"a: {hits} tier hits")
+    assert hits > 0, "a never found an entry in the tier"
