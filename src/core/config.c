@@ -12,6 +12,7 @@
 #include "core/config.h"
 
 #include "core/pgurl.h"
+#include "core/redis.h"
 #include "core/version.h"
 
 #include <errno.h>
@@ -836,6 +837,21 @@ load_ini(struct loader *ld, const char *path)
 
 /* --- entry points ------------------------------------------------------ */
 
+/* --cache-tier must be a redis:// URL; its password is not echoed. */
+static int
+check_cache_tier(struct loader *ld)
+{
+	const char *url = ld->cfg->cache_tier, *at = strrchr(url, '@');
+	struct redis_target t;
+
+	if (!url[0] || redis_target_parse(&t, url) == 0)
+		return 0;
+	fail(ld, "invalid value for cache-tier: '%s%s' (expected "
+		 "redis://[[user]:password@]host[:port][/db])",
+	     at ? "redis://***" : url, at ? at : "");
+	return -1;
+}
+
 static int
 check_final(struct loader *ld)
 {
@@ -853,6 +869,8 @@ check_final(struct loader *ld)
 			 "ever drop a result changed behind the proxy");
 		return -1;
 	}
+	if (check_cache_tier(ld) < 0)
+		return -1;
 	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0')) {
 		fail(ld, "tls-cert and tls-key must be set together (only %s "
 			 "is set)",

@@ -216,9 +216,10 @@ def test_bad_tier_url_names_the_key(pg):
     out = run_proxy(["--upstream", pg.url(), "--cache-tier", "http://nope"])
     assert out.returncode == 2
     assert "invalid value for cache-tier: 'http://nope'" in out.stderr
-    out = run_proxy(["--upstream", pg.url(), "--cache-tier", "redis://h:99999"])
+    out = run_proxy(["--upstream", pg.url(), "--cache-tier", "redis://app:s3cret@h:99999"])
     assert out.returncode == 2
-    assert "invalid value for cache-tier: 'redis://h:99999'" in out.stderr
+    assert "invalid value for cache-tier: 'redis://***@h:99999'" in out.stderr
+    assert "s3cret" not in out.stderr
 
 
 def tier_hits(p):
