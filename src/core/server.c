@@ -293,8 +293,13 @@ init_cache(struct server *srv, char *err, size_t errlen)
 		.ttl_ms = (uint64_t)cfg->cache_ttl_ms,
 	};
 
-	if (!cfg->cache_size || cfg->pool_mode != POOL_TRANSACTION)
+	if (!cfg->cache_size || cfg->pool_mode != POOL_TRANSACTION) {
+		if (cfg->cache_tier[0])
+			log_warn("--cache-tier ignored: the result cache is off "
+				 "(it needs --pool-mode transaction and a "
+				 "--cache-size)");
 		return 0;
+	}
 	/* Statement summaries get 1/16 of the budget, the results the rest. */
 	cc.max_bytes -= cc.max_bytes / 16;
 	srv->cache = cache_store_new(&cc);
