@@ -25,6 +25,7 @@ enum {
 	TIER_BACKOFF_MAX_MS = 5000,
 	TIER_KEY_MAX = 48,
 	TIER_ARGS_MAX = CACHE_MAX_TAGS + 10,
+	TIER_SLOTS = 16384,		/* Redis Cluster hash slots */
 };
 
 /*
@@ -96,6 +97,13 @@ struct tier_req {
 	uint64_t tags[];
 };
 
+/* A Redis server the thread talks to: the URL's, or a cluster master. */
+struct tier_node {
+	char host[256];
+	int port;
+	redisContext *c;
+};
+
 struct tier_db {
 	uint64_t tag, bumped_gen;	/* epoch bumped on that connection */
 };
@@ -119,7 +127,9 @@ struct cache_tier {
 	_Atomic uint64_t hits, misses, stores, rejected, invalidations;
 	_Atomic uint64_t timeouts, errors, downs, dropped;
 	/* the thread's own */
-	redisContext *c;
+	struct tier_node *nodes;	/* [0]: the URL's; more in a cluster */
+	size_t nnodes;
+	uint16_t *slot_node;		/* hash slot -> index in nodes */
 	char sha_get[41], sha_put[41], sha_bump[41];
 };
 
@@ -490,6 +500,33 @@ entry_keys(struct cache_tier *t, struct cmd *c, const struct tier_req *r,
 	(void)t;
 }
 
+/* CRC16-CCITT (XMODEM), as Redis Cluster hashes keys to slots. */
+static uint16_t
+crc16(const char *p, size_t n)
+{
+	uint16_t crc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		crc ^= (uint16_t)((uint8_t)p[i] << 8);
+		for (int b = 0; b < 8; b++)
+			crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021
+						      : crc << 1);
+	}
+	return crc;
+}
+
+/* The server holding a database's keys: the slot of its hash tag. */
+static struct tier_node *
+node_of(struct cache_tier *t, uint64_t db_tag)
+{
+	char tag[17];
+
+	if (t->nnodes == 1)
+		return &t->nodes[0];
+	snprintf(tag, sizeof(tag), "%016" PRIx64, db_tag);
+	return &t->nodes[t->slot_node[crc16(tag, 16) % TIER_SLOTS]];
+}
+
 static void
 append_req(struct cache_tier *t, const struct tier_req *r)
 {
@@ -521,7 +558,8 @@ append_req(struct cache_tier *t, const struct tier_req *r)
 		arg_num(&c, t->ver_ttl_ms);
 		break;
 	}
-	redisAppendCommandArgv(t->c, c.argc, c.argv, c.argvlen);
+	redisAppendCommandArgv(node_of(t, r->db_tag)->c, c.argc, c.argv,
+			       c.argvlen);
 }
 
 /* A GET's reply: {1, key, bytes} or {0, stamp}. */
@@ -587,8 +625,13 @@ handle_reply(struct cache_tier *t, struct tier_req *r, const redisReply *y)
 	if (y->type == REDIS_REPLY_ERROR) {
 		atomic_fetch_add(&t->errors, 1);
 		log_debug("cache tier: %s", y->str);
+		/* a missing script or a slot that moved (cluster): the
+		 * connection is rebuilt, epochs bumped */
 		return r->op != OP_BUMP && r->op != OP_EPOCH &&
-		       strncmp(y->str, "NOSCRIPT", 8) != 0;
+		       strncmp(y->str, "NOSCRIPT", 8) != 0 &&
+		       strncmp(y->str, "MOVED", 5) != 0 &&
+		       strncmp(y->str, "ASK", 3) != 0 &&
+		       strncmp(y->str, "CLUSTERDOWN", 11) != 0;
 	}
 	if (r->op == OP_GET)
 		got_get(t, r, y);
@@ -660,9 +703,11 @@ run_batch(struct cache_tier *t, struct tier_req *batch)
 		append_req(t, r);
 	for (r = batch; r; r = next) {
 		next = r->next;
-		if (redisGetReply(t->c, &reply) != REDIS_OK) {
-			snprintf(why, sizeof(why), "%s", t->c->errstr[0] ?
-				 t->c->errstr : "connection lost");
+		redisContext *c = node_of(t, r->db_tag)->c;
+
+		if (redisGetReply(c, &reply) != REDIS_OK) {
+			snprintf(why, sizeof(why), "%s", c->errstr[0] ?
+				 c->errstr : "connection lost");
 			mark_down(t, t->gen, why);
 			fail_all(t, r);
 			return;
@@ -707,16 +752,16 @@ serve(struct cache_tier *t)
 }
 
 static bool
-load_script(struct cache_tier *t, const char *lua, char *sha, char *e,
+load_script(redisContext *c, const char *lua, char *sha, char *e,
 	    size_t elen)
 {
-	redisReply *y = redisCommand(t->c, "SCRIPT LOAD %s", lua);
+	redisReply *y = redisCommand(c, "SCRIPT LOAD %s", lua);
 	bool ok = y && y->type == REDIS_REPLY_STRING && y->len == 40;
 
 	if (ok)
 		memcpy(sha, y->str, 41);
 	else
-		snprintf(e, elen, "SCRIPT LOAD: %s", y ? y->str : t->c->errstr);
+		snprintf(e, elen, "SCRIPT LOAD: %s", y ? y->str : c->errstr);
 	freeReplyObject(y);
 	return ok;
 }
@@ -730,9 +775,11 @@ bump_epoch(struct cache_tier *t, uint64_t db_tag, char *e, size_t elen)
 	void *reply;
 	bool ok = false;
 
+	redisContext *c = node_of(t, db_tag)->c;
+
 	if (r) {
 		append_req(t, r);
-		if (redisGetReply(t->c, &reply) == REDIS_OK) {
+		if (redisGetReply(c, &reply) == REDIS_OK) {
 			y = reply;
 			ok = y->type == REDIS_REPLY_INTEGER;
 		}
@@ -740,9 +787,115 @@ bump_epoch(struct cache_tier *t, uint64_t db_tag, char *e, size_t elen)
 	}
 	if (!ok)
 		snprintf(e, elen, "epoch bump: %s", y && y->type ==
-			 REDIS_REPLY_ERROR ? y->str : t->c->errstr);
+			 REDIS_REPLY_ERROR ? y->str : c->errstr);
 	freeReplyObject(y);
 	return ok;
+}
+
+/* Index of host:port in t->nodes, added when new; -1 when full. */
+static int
+node_index(struct cache_tier *t, const char *host, int port, size_t cap)
+{
+	size_t i;
+
+	for (i = 0; i < t->nnodes; i++)
+		if (t->nodes[i].port == port &&
+		    strcmp(t->nodes[i].host, host) == 0)
+			return (int)i;
+	if (t->nnodes == cap)
+		return -1;
+	snprintf(t->nodes[i].host, sizeof(t->nodes[i].host), "%s", host);
+	t->nodes[i].port = port;
+	t->nodes[i].c = NULL;
+	t->nnodes++;
+	return (int)i;
+}
+
+/*
+ * CLUSTER SLOTS: which master serves which slots.  false with e set when
+ * the reply cannot be used; a server without cluster support has every
+ * slot (single node).
+ */
+static bool
+map_slots(struct cache_tier *t, char *e, size_t elen)
+{
+	redisReply *y = redisCommand(t->nodes[0].c, "CLUSTER SLOTS"), *r, *m;
+	size_t cap = 1 + (y && y->type == REDIS_REPLY_ARRAY ? y->elements : 0);
+	bool ok = true;
+	int idx;
+
+	memset(t->slot_node, 0, TIER_SLOTS * sizeof(t->slot_node[0]));
+	if (!y || y->type != REDIS_REPLY_ARRAY) {
+		freeReplyObject(y);	/* "cluster support disabled" */
+		return true;
+	}
+	if (!(t->nodes = realloc(t->nodes, cap * sizeof(*t->nodes)))) {
+		snprintf(e, elen, "out of memory");
+		freeReplyObject(y);
+		return false;
+	}
+	for (size_t i = 0; ok && i < y->elements; i++) {
+		r = y->element[i];
+		ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
+		     (m = r->element[2])->type == REDIS_REPLY_ARRAY &&
+		     m->elements >= 2 && m->element[0]->type == REDIS_REPLY_STRING &&
+		     m->element[1]->type == REDIS_REPLY_INTEGER &&
+		     r->element[0]->integer >= 0 &&
+		     r->element[1]->integer < TIER_SLOTS &&
+		     r->element[0]->integer <= r->element[1]->integer;
+		if (!ok)
+			break;
+		/* an empty address: the node we asked */
+		idx = node_index(t, m->element[0]->len ? m->element[0]->str :
+				 t->redis.host, (int)m->element[1]->integer, cap);
+		ok = idx >= 0;
+		for (long long s = r->element[0]->integer;
+		     ok && s <= r->element[1]->integer; s++)
+			t->slot_node[s] = (uint16_t)idx;
+	}
+	if (!ok)
+		snprintf(e, elen, "CLUSTER SLOTS: unexpected reply");
+	freeReplyObject(y);
+	return ok;
+}
+
+/* Connect to the URL's server and, in a cluster, to every master. */
+static bool
+connect_nodes(struct cache_tier *t, char *e, size_t elen)
+{
+	struct redis_target nt = t->redis;
+
+	if (!t->nodes && !(t->nodes = calloc(1, sizeof(*t->nodes)))) {
+		snprintf(e, elen, "out of memory");
+		return false;
+	}
+	if (!t->slot_node &&
+	    !(t->slot_node = calloc(TIER_SLOTS, sizeof(*t->slot_node)))) {
+		snprintf(e, elen, "out of memory");
+		return false;
+	}
+	t->nnodes = 1;
+	snprintf(t->nodes[0].host, sizeof(t->nodes[0].host), "%s",
+		 t->redis.host);
+	t->nodes[0].port = t->redis.port;
+	if (!(t->nodes[0].c = redis_connect(&t->redis, TIER_CONNECT_TIMEOUT_MS,
+					    e, elen)) ||
+	    !map_slots(t, e, elen))
+		return false;
+	for (size_t i = 0; i < t->nnodes; i++) {
+		if (!t->nodes[i].c) {
+			snprintf(nt.host, sizeof(nt.host), "%s", t->nodes[i].host);
+			nt.port = t->nodes[i].port;
+			t->nodes[i].c = redis_connect(&nt, TIER_CONNECT_TIMEOUT_MS,
+						      e, elen);
+		}
+		if (!t->nodes[i].c ||
+		    !load_script(t->nodes[i].c, LUA_GET, t->sha_get, e, elen) ||
+		    !load_script(t->nodes[i].c, LUA_PUT, t->sha_put, e, elen) ||
+		    !load_script(t->nodes[i].c, LUA_BUMP, t->sha_bump, e, elen))
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -755,11 +908,7 @@ tier_open(struct cache_tier *t, char *e, size_t elen)
 	uint64_t *tags = NULL;
 	size_t n, i, j;
 
-	if (!(t->c = redis_connect(&t->redis, TIER_CONNECT_TIMEOUT_MS, e,
-				   elen)) ||
-	    !load_script(t, LUA_GET, t->sha_get, e, elen) ||
-	    !load_script(t, LUA_PUT, t->sha_put, e, elen) ||
-	    !load_script(t, LUA_BUMP, t->sha_bump, e, elen))
+	if (!connect_nodes(t, e, elen))
 		return false;
 	pthread_mutex_lock(&t->lock);
 	n = t->ndbs;
@@ -786,8 +935,9 @@ tier_open(struct cache_tier *t, char *e, size_t elen)
 	atomic_store(&t->up, true);
 	pthread_mutex_unlock(&t->lock);
 	free(tags);
-	log_info("cache tier %s up (epoch bumped for %zu database%s: nothing "
-		 "stored before is served)", t->redis.display, n,
+	log_info("cache tier %s up (%zu node%s; epoch bumped for %zu "
+		 "database%s: nothing stored before is served)",
+		 t->redis.display, t->nnodes, t->nnodes == 1 ? "" : "s", n,
 		 n == 1 ? "" : "s");
 	return true;
 }
@@ -795,9 +945,10 @@ tier_open(struct cache_tier *t, char *e, size_t elen)
 static void
 tier_close(struct cache_tier *t)
 {
-	if (t->c)
-		redisFree(t->c);
-	t->c = NULL;
+	for (size_t i = 0; i < t->nnodes; i++)
+		if (t->nodes[i].c)
+			redisFree(t->nodes[i].c);
+	t->nnodes = 0;
 }
 
 /* Sleep up to ms unless stopping; true when stopping. */
@@ -872,6 +1023,8 @@ cache_tier_free(struct cache_tier *t)
 	if (t->started)
 		pthread_join(t->thread, NULL);
 	fail_all(t, t->head);
+	free(t->nodes);
+	free(t->slot_node);
 	free(t->dbs);
 	pthread_cond_destroy(&t->work);
 	pthread_cond_destroy(&t->done);

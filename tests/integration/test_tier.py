@@ -202,7 +202,7 @@ def test_redis_lost_and_back_the_proxies_stay_correct(proxy, redis, pg, table):
     redis.start()
     assert has_entry(redis, "WHERE id = 3")
     for p, mark in ((a, mark_a), (b, mark_b)):
-        wait_log(p, r"cache tier \S+ up \(epoch bumped for 1 database", start=mark, timeout=15)
+        wait_log(p, r"cache tier \S+ up \(1 node; epoch bumped for 1 database", start=mark, timeout=15)
     assert point(cb, table, 3)() == 32, "b served an entry stored before the outage"
     # and the tier is in use again
     up.wait_cached(point(ca, table, 9), "row 9 on a")
@@ -259,3 +259,120 @@ def test_randomized_two_proxies_sharing_a_tier_serve_no_stale_reads(proxy, redis
     hits = tier_hits(a)
     print(f"a: {hits} tier hits")
     assert hits > 0, "a never found an entry in the tier"
+
+
+def cluster_port():
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        p = free_port()
+        if p + 10000 > 65535:
+            continue
+        try:
+            s = socket.socket()
+            s.bind(("127.0.0.1", p + 10000))
+            s.close()
+            return p
+        except OSError:
+            pass
+
+
+class RedisCluster:
+    """Three masters (no replicas) of a real Redis Cluster on loopback."""
+
+    def __init__(self, tmp):
+        self.ports = [cluster_port() for _ in range(3)]
+        self.procs = []
+        for p in self.ports:
+            d = tmp / str(p)
+            d.mkdir()
+            self.procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--protected-mode", "no", "--dir", str(d),
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for p in self.ports:
+            self._wait_port(p)
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *[f"127.0.0.1:{p}" for p in self.ports],
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=30)
+        deadline = time.monotonic() + 20
+        while not all(self.node(p).execute_command("CLUSTER INFO").get("cluster_state") == "ok"
+                      for p in self.ports):
+            assert time.monotonic() < deadline, "the cluster never came up"
+            time.sleep(0.1)
+
+    @staticmethod
+    def _wait_port(p):
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def node(self, port):
+        return redis_client.Redis(host="127.0.0.1", port=port)
+
+    def owners(self):
+        """Ports of the nodes holding tier keys."""
+        return [p for p in self.ports if self.node(p).keys("pgv:*")]
+
+    def kill(self):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path):
+    c = RedisCluster(tmp_path)
+    yield c
+    c.kill()
+
+
+def test_a_tier_on_a_redis_cluster_routes_by_slot(proxy, redis_cluster, pg, table):
+    """All of a database's keys share one hash tag, so one slot: the proxy
+    maps slots to masters (CLUSTER SLOTS) and sends each script there,
+    whichever node its URL names."""
+    rc = redis_cluster
+    url = lambda port: f"redis://127.0.0.1:{port}"
+    ps = [proxy(pool_mode="transaction", extra=["--cache-tier", url(rc.ports[0]), *TIMEOUT])
+          for _ in range(2)]
+    up = Upstream(pg, table)
+    for p in ps:
+        wait_log(p, r"stream \S+: up")
+        wait_log(p, r"cache tier \S+ up \(3 nodes")
+        c = p.connect()
+        up.wait_cached(lambda: one(c, f"SELECT id FROM {table} WHERE id = 1"), "warming up")
+    a, b = ps
+    ca, cb = a.connect(), b.connect()
+    up.wait_cached(point(ca, table, 4), "row 4 on a")
+    deadline = time.monotonic() + STREAM_TIMEOUT
+    while not rc.owners():
+        assert time.monotonic() < deadline, "no tier key on any node"
+        time.sleep(0.01)
+    owners = rc.owners()
+    assert len(owners) == 1, "a database's keys span several slots"
+    assert up.assert_cached(point(cb, table, 4), "row 4 on b, from the tier") == 40
+    # a write through a: invalid at once for b (its first read of row 6)
+    up.wait_cached(point(ca, table, 6), "row 6 on a")
+    ca.cursor().execute(f"UPDATE {table} SET v = 66 WHERE id = 6")
+    assert point(cb, table, 6)() == 66
+    # a third proxy whose URL names a node that does not own the slot
+    other = next(p for p in rc.ports if p != owners[0])
+    c3 = proxy(pool_mode="transaction", extra=["--cache-tier", url(other), *TIMEOUT])
+    wait_log(c3, r"stream \S+: up")
+    wait_log(c3, r"cache tier \S+ up \(3 nodes")
+    cc = c3.connect()
+    up.wait_cached(lambda: one(cc, f"SELECT id FROM {table} WHERE id = 1"), "warming up")
+    up.wait_cached(point(ca, table, 8), "row 8 on a")
+    deadline = time.monotonic() + STREAM_TIMEOUT
+    while not any(b"id = 8" in (rc.node(owners[0]).hget(k, "k") or b"")
+                  for k in rc.node(owners[0]).keys("pgv:*:e:*")):
+        assert time.monotonic() < deadline, "row 8 never reached the tier"
+        time.sleep(0.01)
+    assert up.assert_cached(point(cc, table, 8), "row 8 through a non-owner node's URL") == 80
+    assert rc.owners() == owners
