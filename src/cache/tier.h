@@ -6,7 +6,10 @@
  * invalidation this proxy applies is made here first.
  *
  * Keys (all of one database share the hash tag {<database tag>}, so
- * every script below touches one Redis Cluster slot):
+ * every script below touches one Redis Cluster slot; in a cluster the
+ * thread maps slots to masters with CLUSTER SLOTS and sends each
+ * database's commands to its slot's master, and a MOVED/ASK/CLUSTERDOWN
+ * reply is an outage like any other: reconnect, remap, bump epochs):
  *
  *	pgv:{D}:e:<key hash>	entry: hash {s: stamp, k: full key, d: bytes}
  *	pgv:{D}:v:<tag>		version counter of one tag (cache/tags.h)
