@@ -49,7 +49,9 @@ static const char LUA_GET[] = LUA_FRESH
 	"end\n"
 	"local stamp = table.concat(parts, ',')\n"
 	"local e = redis.call('HMGET', KEYS[1], 's', 'k', 'd')\n"
-	"if e[1] == stamp then return {1, e[2], e[3]} end\n"
+	"if e[1] == stamp then\n"
+	"  return {1, e[2], e[3], redis.call('PTTL', KEYS[1])}\n"
+	"end\n"
 	"if e[1] then redis.call('DEL', KEYS[1]) end\n"
 	"return {0, stamp}\n";
 
@@ -92,6 +94,7 @@ struct tier_req {
 	uint64_t db_tag, hash;
 	uint8_t *key, *data;
 	size_t keylen, len;
+	uint64_t age_ms;	/* GET hit: since the entry was stored */
 	char *stamp;		/* PUT: expected; GET: current on a miss */
 	uint32_t ntags;
 	uint64_t tags[];
@@ -305,7 +308,8 @@ mark_down(struct cache_tier *t, uint64_t gen, const char *why)
 enum tier_found
 cache_tier_get(struct cache_tier *t, uint64_t db_tag, uint64_t hash,
 	       const void *key, size_t keylen, const uint64_t *tags,
-	       size_t ntags, uint8_t **data, size_t *len, char **stamp)
+	       size_t ntags, uint8_t **data, size_t *len, uint64_t *age_ms,
+	       char **stamp)
 {
 	struct tier_req *r;
 	enum tier_found f;
@@ -335,6 +339,7 @@ cache_tier_get(struct cache_tier *t, uint64_t db_tag, uint64_t hash,
 	if (f == TIER_HIT) {
 		*data = r->data;
 		*len = r->len;
+		*age_ms = r->age_ms;
 		r->data = NULL;
 	} else if (f == TIER_MISS) {
 		*stamp = r->stamp;
@@ -580,7 +585,7 @@ got_get(struct cache_tier *t, struct tier_req *r, const redisReply *y)
 		atomic_fetch_add(&t->misses, 1);
 		return;
 	}
-	if (y->elements != 3) {
+	if (y->elements != 4) {
 		atomic_fetch_add(&t->errors, 1);
 		return;
 	}
@@ -595,6 +600,10 @@ got_get(struct cache_tier *t, struct tier_req *r, const redisReply *y)
 		memcpy(r->data, d->str, d->len);
 		r->len = d->len;
 		r->found = TIER_HIT;
+		if (y->element[3]->type == REDIS_REPLY_INTEGER &&
+		    y->element[3]->integer > 0 &&
+		    (uint64_t)y->element[3]->integer < t->ttl_ms)
+			r->age_ms = t->ttl_ms - (uint64_t)y->element[3]->integer;
 		atomic_fetch_add(&t->hits, 1);
 	}
 }

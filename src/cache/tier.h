@@ -86,7 +86,8 @@ void cache_tier_free(struct cache_tier *t);
 bool cache_tier_up(const struct cache_tier *t);
 
 enum tier_found {
-	TIER_HIT,		/* *data, *len: the bytes (malloc'ed) */
+	TIER_HIT,		/* *data, *len: the bytes (malloc'ed);
+				   *age_ms: how long ago they were stored */
 	TIER_MISS,		/* *stamp: the current stamp (malloc'ed) */
 	TIER_UNAVAILABLE,	/* down, slow or failed: a miss, no stamp */
 };
@@ -99,7 +100,8 @@ enum tier_found {
 enum tier_found cache_tier_get(struct cache_tier *t, uint64_t db_tag,
 			       uint64_t hash, const void *key, size_t keylen,
 			       const uint64_t *tags, size_t ntags,
-			       uint8_t **data, size_t *len, char **stamp);
+			       uint8_t **data, size_t *len, uint64_t *age_ms,
+			       char **stamp);
 
 /*
  * Store what a miss's query answered, if the stamp its lookup returned

@@ -1128,6 +1128,7 @@ tier_lookup(struct client *cl, uint64_t hash, const uint8_t *key,
 	struct cache_stamp st;
 	enum cache_put_result r;
 	enum tier_found found;
+	uint64_t age, born;
 	uint8_t *data;
 	size_t len;
 	char *stamp;
@@ -1138,15 +1139,17 @@ tier_lookup(struct client *cl, uint64_t hash, const uint8_t *key,
 		return NULL;
 	found = cache_tier_get(srv->tier, cache_tag_db(cl->database), hash,
 			       key, keylen, p->tags, p->n_tags, &data, &len,
-			       &stamp);
+			       &age, &stamp);
 	if (found == TIER_MISS) {
 		cl->tier_stamp = stamp;
 		cl->tier_stamp_hash = hash;
 	}
 	if (found != TIER_HIT)
 		return NULL;
-	r = cache_put(srv->cache, hash, key, keylen, data, len, &st,
-		      cl->w->now_ms);
+	/* born when the tier got it: --cache-ttl bounds the age of the
+	 * answer, not of this copy */
+	born = cl->w->now_ms > age ? cl->w->now_ms - age : 0;
+	r = cache_put(srv->cache, hash, key, keylen, data, len, &st, born);
 	free(data);
 	if (cl->claim_key && cl->claim_keylen == keylen &&
 	    memcmp(cl->claim_key, key, keylen) == 0) {

@@ -376,3 +376,19 @@ def test_a_tier_on_a_redis_cluster_routes_by_slot(proxy, redis_cluster, pg, tabl
         time.sleep(0.01)
     assert up.assert_cached(point(cc, table, 8), "row 8 through a non-owner node's URL") == 80
     assert rc.owners() == owners
+
+
+def test_cache_ttl_bounds_the_age_of_an_answer_across_the_tier(proxy, redis, pg, table):
+    """--cache-ttl is the age of the answer, not of each copy: b's copy of
+    a's tier entry expires when a's does."""
+    a, b = tier_proxies(proxy, redis, pg, table, extra=["--cache-ttl", "3s"])
+    up = Upstream(pg, table)
+    ca, cb = a.connect(), b.connect()
+    up.wait_cached(point(ca, table, 4), "row 4 on a")
+    stored = time.monotonic()
+    wait_entry(redis, "WHERE id = 4")
+    time.sleep(max(0.0, stored + 1.5 - time.monotonic()))
+    assert up.assert_cached(point(cb, table, 4), "row 4 on b, from the tier") == 40
+    time.sleep(max(0.0, stored + 3.3 - time.monotonic()))
+    hit, value = up.served_from_cache(point(cb, table, 4))
+    assert not hit and value == 40, "b served its copy past the answer's --cache-ttl"
