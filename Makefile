@@ -51,7 +51,7 @@ PY_EXT     := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config
 L1_EXT     := python/pgvalet/_l1$(PY_EXT)
 L1_SRC     := python/pgvalet/_l1.c src/cache/store.c
 
-.PHONY: all test unit integration asan fuzz fuzz-replay symbols bench bench-cache demo soak clean deps
+.PHONY: all test unit integration asan fuzz fuzz-replay symbols bench bench-cache bench-tier demo soak clean deps
 all: $(O)/pgvalet $(L1_EXT)
 
 $(L1_EXT): $(L1_SRC) src/cache/store.h src/cache/tags.h src/core/qlist.h
@@ -105,6 +105,10 @@ $(O)/bench/cache_policy: bench/cache_policy.c $(LIB)
 
 bench-cache: $(O)/bench/cache_policy
 	$(O)/bench/cache_policy $(BENCH_CACHE_ARGS)
+
+# Shared result tier (--cache-tier): tier hits vs local hits vs Postgres.
+bench-tier: deps all
+	$(PYTHON) bench/tier.py --binary $(abspath $(O)/pgvalet)
 
 demo: deps all
 	bash scripts/demo $(abspath $(O)/pgvalet)
