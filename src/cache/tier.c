@@ -829,6 +829,7 @@ static bool
 map_slots(struct cache_tier *t, char *e, size_t elen)
 {
 	redisReply *y = redisCommand(t->nodes[0].c, "CLUSTER SLOTS"), *r, *m;
+	struct tier_node *grown;
 	size_t cap = 1 + (y && y->type == REDIS_REPLY_ARRAY ? y->elements : 0);
 	bool ok = true;
 	int idx;
@@ -838,11 +839,12 @@ map_slots(struct cache_tier *t, char *e, size_t elen)
 		freeReplyObject(y);	/* "cluster support disabled" */
 		return true;
 	}
-	if (!(t->nodes = realloc(t->nodes, cap * sizeof(*t->nodes)))) {
+	if (!(grown = realloc(t->nodes, cap * sizeof(*t->nodes)))) {
 		snprintf(e, elen, "out of memory");
 		freeReplyObject(y);
 		return false;
 	}
+	t->nodes = grown;
 	for (size_t i = 0; ok && i < y->elements; i++) {
 		r = y->element[i];
 		ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
