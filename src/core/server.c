@@ -19,6 +19,7 @@
 #include "cache/plan.h"
 #include "cache/store.h"
 #include "cache/tier.h"
+#include "observe/fingerprint.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/version.h"
@@ -361,6 +362,10 @@ server_init(struct server *srv, const struct config *cfg, char *err,
 	if (fd < 0)
 		return -1;
 	close(fd);
+	if (!(srv->fingerprints = fp_cache_new())) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	return init_cache(srv, err, errlen);
 }
 
@@ -391,6 +396,7 @@ server_free(struct server *srv)
 		push_free(srv->push);
 	plan_table_free(srv->plans);
 	catalog_free(srv->catalog);
+	fp_cache_free(srv->fingerprints);
 	if (srv->cache)
 		cache_store_free(srv->cache);
 	if (srv->client_tls)

@@ -31,6 +31,7 @@ struct push;
 struct bus;
 struct cache_tier;
 struct cache_wait;
+struct fp_cache;
 
 /* Someone allowed to log in: the upstream URL's user or an auth-file one. */
 struct user_cred {
@@ -108,6 +109,7 @@ struct server {
 	int nworkers;
 	atomic_bool stopping;
 	atomic_int nclients;		/* all workers, for --max-clients */
+	_Atomic uint64_t next_client_id;	/* last client's id */
 	pthread_mutex_t pools_lock;
 	struct shared_pool *pools;
 	pthread_mutex_t cancel_lock;
@@ -122,6 +124,8 @@ struct server {
 	struct push *push;
 	struct bus *bus;		/* --bus: other proxies (NULL: none) */
 	struct cache_tier *tier;	/* --cache-tier: shared L2 (NULL: none) */
+	/* Statement observation (observe/): fingerprints of texts seen. */
+	struct fp_cache *fingerprints;
 };
 
 /* Build everything from cfg: resolve, TLS, auth file; -1 with err set. */

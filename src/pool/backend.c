@@ -64,6 +64,8 @@ pending_free(struct pending *p)
 	free(p->bytes);
 	guc_ops_free(p->ops, p->nops);
 	capture_free(p->capture);
+	free(p->obs);
+	p->obs = NULL;
 	p->capture = NULL;
 	p->bytes = NULL;
 	p->stmt_name = NULL;
@@ -616,6 +618,8 @@ inject_synth(struct backend *be, struct pending *p)
 	cl->flush_pending = true;
 }
 
+static void observe_finish(struct backend *be, struct pending *p);
+
 /* An ErrorResponse in the extended protocol: the server now skips every
  * message up to Sync, so nothing is owed for them. */
 static void
@@ -628,6 +632,10 @@ extended_error(struct backend *be)
 		if (p->kind == PEND_ONE || p->kind == PEND_HIDDEN_PARSE ||
 		    p->kind == PEND_SYNTH)
 			undo_parse(be, p);
+		if (p->obs) {	/* an Execute the error cancelled */
+			p->obs->failed = true;
+			observe_finish(be, p);
+		}
 		q_pop(be);
 	}
 	if (!p)
@@ -707,6 +715,50 @@ feed_capture(struct backend *be, struct pending *p, const struct msg_frame *f,
 	}
 }
 
+/* Report the statement observed in p, which is over. */
+static void
+observe_finish(struct backend *be, struct pending *p)
+{
+	if (be->client && be->client->state != CL_CLOSED)
+		session_observe(be->client, p->obs);
+	free(p->obs);
+	p->obs = NULL;
+}
+
+/* An observed statement's answer goes by: count its rows; at its end,
+ * report it (before the pending entry is gone). */
+static void
+observe_answer(struct backend *be, struct pending *p, const struct msg_frame *f)
+{
+	struct obs_rec *r = p->obs;
+
+	switch (f->type) {
+	case 'D':
+		r->data_rows++;
+		return;
+	case 'C':
+		r->tag_rows += session_tag_rows(f->body, f->body_len);
+		if (p->kind == PEND_EXECUTE)
+			break;
+		return;
+	case 'E':
+		r->failed = true;
+		if (p->kind == PEND_EXECUTE)
+			break;
+		return;
+	case 'I':
+	case 's':
+		if (p->kind == PEND_EXECUTE)
+			break;
+		return;
+	case 'Z':
+		break;
+	default:
+		return;
+	}
+	observe_finish(be, p);
+}
+
 static void
 route_owed(struct backend *be, struct pending *p, const struct msg_frame *f,
 	   const uint8_t *raw)
@@ -723,6 +775,8 @@ route_owed(struct backend *be, struct pending *p, const struct msg_frame *f,
 		session_before_ready(be->client, p,
 				     f->body_len ? f->body[0] : 'E');
 	to_client(be, raw, f->len);
+	if (p->obs)
+		observe_answer(be, p, f);
 	if (p->feed) {
 		/* PortalSuspended is part of the answer: the group's Sync
 		 * follows at once and closes the portal (session.c) */

@@ -58,6 +58,18 @@ enum synth_kind {
 	SYNTH_BYTES,		/* the messages in 'bytes' */
 };
 
+/* A statement being observed (observe/observe.h), from its arrival to
+ * the end of its answer: one allocation with the text after it. */
+struct obs_rec {
+	int64_t started_us;
+	uint64_t params_hash;
+	uint64_t tag_rows;	/* from CommandComplete tags */
+	uint64_t data_rows;	/* DataRow messages seen */
+	bool failed;
+	size_t sql_len;
+	char sql[];		/* NUL-terminated */
+};
+
 struct pending {
 	uint8_t kind;		/* enum pend_kind */
 	uint8_t synth;		/* enum synth_kind */
@@ -71,6 +83,7 @@ struct pending {
 	struct capture *capture;	/* Q, Sync: response to cache (owned) */
 	struct capture *feed;		/* Describe, Execute: the group's
 					   capture, owned by its Sync */
+	struct obs_rec *obs;		/* Q/Execute being observed (owned) */
 };
 
 enum { DIRTY_MAX = 64 };
@@ -153,6 +166,13 @@ struct client {
 	struct plan *portal_plan;	/* unnamed portal's writes, or NULL */
 	bool l1;			/* start-up pgvalet.l1=on: an in-process
 					   cache rides on this client (session.h) */
+	/* statement observation (only while observe_enabled()) */
+	uint64_t id;			/* unique per connection, never reused */
+	int64_t arrival_us;		/* the message being handled arrived */
+	int64_t held_us;		/* arrival of a message left waiting */
+	struct obs_rec *bound;		/* last Bind's statement, for Execute */
+	uint64_t bound_portal;		/* hash of that Bind's portal name */
+	struct stmt_map obs_stmts;	/* session mode: named statements' texts */
 };
 
 enum backend_state {

@@ -14,12 +14,15 @@
 #include "cache/store.h"
 #include "cache/tags.h"
 #include "cache/tier.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "invalidate/bus.h"
 #include "invalidate/push.h"
 #include "invalidate/stream.h"
 #include "net/tls.h"
+#include "observe/fingerprint.h"
+#include "observe/observe.h"
 #include "pool/backend.h"
 #include "pool/pool.h"
 #include "proto/msg.h"
@@ -109,6 +112,8 @@ session_accept(struct worker *w, int fd)
 	cl->w = w;
 	cl->state = CL_STARTUP;
 	stmt_map_init(&cl->stmts);
+	stmt_map_init(&cl->obs_stmts);
+	cl->id = atomic_fetch_add(&w->srv->next_client_id, 1) + 1;
 	guc_state_init(&cl->startup_settings);
 	guc_state_init(&cl->settings);
 	guc_state_init(&cl->tx_settings);
@@ -131,6 +136,8 @@ session_free(struct client *cl)
 	guc_state_free(&cl->settings);
 	guc_state_free(&cl->tx_settings);
 	stmt_map_free(&cl->stmts);
+	stmt_map_free(&cl->obs_stmts);
+	free(cl->bound);
 	guc_ops_free(cl->batch_ops, cl->nbatch_ops);
 	free(cl->unnamed_sql);
 	free(cl->portal_sql);
@@ -776,6 +783,178 @@ apply_batch(struct client *cl)
 
 /* ---- result cache ------------------------------------------------------ */
 
+/* ---- statement observation ------------------------------------------------ */
+
+/*
+ * Statements are reported to observe.h's listeners once each: a simple
+ * Query as one statement (a multi-statement string is one observation
+ * of the whole text), an extended-protocol Execute as one, with the text
+ * and parameters of the Bind before it.  Timing runs from the loop turn
+ * that read the message (or first tried to, when it had to wait for a
+ * backend or an identical query) to the last byte of the answer.
+ */
+
+static struct obs_rec *
+obs_new(const struct client *cl, const char *sql, size_t len,
+	uint64_t params_hash)
+{
+	struct obs_rec *r = malloc(sizeof(*r) + len + 1);
+
+	if (!r)
+		return NULL;
+	r->started_us = cl->arrival_us;
+	r->params_hash = params_hash;
+	r->tag_rows = 0;
+	r->data_rows = 0;
+	r->failed = false;
+	r->sql_len = len;
+	memcpy(r->sql, sql, len);
+	r->sql[len] = '\0';
+	return r;
+}
+
+/* 'sql' is NUL-terminated at sql[len]. */
+static void
+observe_text(struct client *cl, const char *sql, size_t len,
+	     uint64_t params_hash, int64_t started_us, uint64_t rows,
+	     bool cache_hit, bool failed)
+{
+	struct stmt_observation o = {
+		.fingerprint = fp_cache_get(cl->w->srv->fingerprints, sql,
+					    len),
+		.sql = sql,
+		.sql_len = len,
+		.db = cl->database,
+		.user = cl->user,
+		.client_id = cl->id,
+		.params_hash = params_hash,
+		.started_us = started_us,
+		.rows = rows,
+		.cache_hit = cache_hit,
+		.failed = failed,
+	};
+
+	o.duration_us = clock_unix_us() - started_us;
+	observe_statement(&o);
+}
+
+void
+session_observe(struct client *cl, const struct obs_rec *r)
+{
+	observe_text(cl, r->sql, r->sql_len, r->params_hash, r->started_us,
+		     r->tag_rows > r->data_rows ? r->tag_rows : r->data_rows,
+		     false, r->failed);
+}
+
+uint64_t
+session_tag_rows(const uint8_t *tag, size_t len)
+{
+	size_t i = len, end;
+	uint64_t n = 0;
+
+	while (i && tag[i - 1] == '\0')
+		i--;
+	end = i;
+	while (i && tag[i - 1] >= '0' && tag[i - 1] <= '9')
+		i--;
+	if (i == end || (i && tag[i - 1] != ' '))
+		return 0;
+	for (; i < end && n < UINT64_MAX / 10; i++)
+		n = n * 10 + (uint64_t)(tag[i] - '0');
+	return n;
+}
+
+/* Rows in a cached answer: its CommandComplete tags, or its DataRows. */
+static uint64_t
+answer_rows(const uint8_t *data, size_t len)
+{
+	uint64_t tag_rows = 0, data_rows = 0;
+	size_t off = 0, n;
+
+	while (len - off >= MSG_HEADER_LEN) {
+		n = msg_be32(data + off + 1);
+		if (n < 4 || n > len - off - 1)
+			break;
+		if (data[off] == 'D')
+			data_rows++;
+		else if (data[off] == 'C')
+			tag_rows += session_tag_rows(data + off + MSG_HEADER_LEN,
+						     n - 4);
+		off += 1 + n;
+	}
+	return tag_rows > data_rows ? tag_rows : data_rows;
+}
+
+/* A Query answered by the proxy itself (cache hit or lazy BEGIN/END). */
+static void
+observe_answered(struct client *cl, const char *sql, size_t len,
+		 uint64_t params_hash, const uint8_t *answer,
+		 size_t answer_len, bool cache_hit)
+{
+	if (!observe_enabled())
+		return;
+	observe_text(cl, sql, len, params_hash, cl->arrival_us,
+		     answer ? answer_rows(answer, answer_len) : 0, cache_hit,
+		     false);
+}
+
+static uint64_t
+params_hash_of(const uint8_t *bind_rest, size_t len)
+{
+	return len ? XXH3_64bits(bind_rest, len) : 0;
+}
+
+/* Remember a Bind's statement text and parameters for its Execute. */
+static void
+observe_bind(struct client *cl, const char *portal, size_t portal_len,
+	     const char *stmt, const uint8_t *rest, size_t rest_len)
+{
+	const struct pstmt *p = NULL;
+	const char *text = NULL;
+
+	free(cl->bound);
+	cl->bound = NULL;
+	if (!*stmt)
+		text = cl->unnamed_query;
+	else if ((p = stmt_map_get(transaction_mode(cl) ? &cl->stmts :
+							  &cl->obs_stmts,
+				   stmt)))
+		text = p->query;
+	if (!text)
+		return;
+	cl->bound = obs_new(cl, text, strlen(text),
+			    params_hash_of(rest, rest_len));
+	cl->bound_portal = XXH3_64bits(portal, portal_len);
+}
+
+/* The observation an Execute of 'portal' carries, or NULL. */
+static struct obs_rec *
+observe_execute(struct client *cl, const uint8_t *body, size_t len)
+{
+	const uint8_t *nul = memchr(body, '\0', len);
+	struct obs_rec *r = cl->bound;
+
+	if (!r || !nul ||
+	    XXH3_64bits(body, (size_t)(nul - body)) != cl->bound_portal)
+		return NULL;
+	cl->bound = NULL;	/* one observation per Bind */
+	return r;
+}
+
+/* Session mode: the statement texts behind names, for observe_bind(). */
+static void
+observe_parse(struct client *cl, const char *name, const uint8_t *rest,
+	      size_t rest_len, const char *query)
+{
+	if (!*name) {
+		free(cl->unnamed_query);
+		cl->unnamed_query = strdup(query);
+		return;
+	}
+	stmt_map_del(&cl->obs_stmts, name);
+	(void)stmt_map_add(&cl->obs_stmts, name, rest, rest_len);
+}
+
 static struct cache_store *
 cache_of(const struct client *cl)
 {
@@ -1378,6 +1557,7 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 		  NULL, 0, &plan);
 	if ((tag = lazy_tag(cl, &plan, text)) && lazy_apply(cl, tag, text) == 0) {
 		send_ready(cl, lazy_status(cl));
+		observe_answered(cl, text, f->body_len - 1, 0, NULL, 0, false);
 		buf_consume(&cl->c.in, f->len);
 		return true;
 	}
@@ -1406,9 +1586,10 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 		cache_entry_release(e);
 		return false;
 	}
-	cache_entry_release(e);
 	l1_fill(cl, plan.tags, plan.n_tags);
 	send_ready(cl, served_status(cl));
+	observe_answered(cl, text, f->body_len - 1, 0, data, len, true);
+	cache_entry_release(e);
 	buf_consume(&cl->c.in, f->len);
 	return true;
 }
@@ -1659,6 +1840,9 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 		if (lazy_apply(cl, tag, g.text))
 			return false;
 		send_ready(cl, lazy_status(cl));
+		observe_answered(cl, g.text, strlen(g.text),
+				 params_hash_of(g.bind_rest, g.bind_rest_len),
+				 NULL, 0, false);
 		buf_consume(&cl->c.in, total);
 		return true;
 	}
@@ -1706,9 +1890,12 @@ answer_group_from_cache(struct client *cl, const struct msg_frame *f)
 	put_empty(&cl->c.out, '2');
 	data = cache_entry_data(e, &len);
 	buf_append(&cl->c.out, data, len);
-	cache_entry_release(e);
 	l1_fill(cl, plan.tags, plan.n_tags);
 	send_ready(cl, served_status(cl));
+	observe_answered(cl, g.text, strlen(g.text),
+			 params_hash_of(g.bind_rest, g.bind_rest_len), data, len,
+			 true);
+	cache_entry_release(e);
 	buf_consume(&cl->c.in, total);
 	return true;
 }
@@ -1964,6 +2151,8 @@ handle_query(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 		return -1;
 	}
 send:
+	if (observe_enabled())
+		p.obs = obs_new(cl, text, len, 0);
 	rc = backend_send(cl->srv, raw, f->len, &p);
 	if (rc) {
 		capture_free(p.capture);
@@ -2064,8 +2253,12 @@ handle_parse(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 	query = msg_read_str(&r, NULL);
 	if (!name || !query)
 		return -2;
-	if (!transaction_mode(cl))
+	if (!transaction_mode(cl)) {
+		if (observe_enabled())
+			observe_parse(cl, name, f->body + rest_off,
+				      f->body_len - rest_off, query);
 		return send_plain(cl, raw, f->len, PEND_ONE);
+	}
 	classify(query, &kind, guc, cl);
 	if (*name)
 		return parse_named(cl, name, f->body + rest_off,
@@ -2073,7 +2266,8 @@ handle_parse(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 	cl->unnamed_kind = kind;
 	memcpy(cl->unnamed_guc, guc, SQL_NAME_MAX);
 	free(cl->unnamed_query);
-	cl->unnamed_query = cache_of(cl) ? strdup(query) : NULL;
+	cl->unnamed_query = cache_of(cl) || observe_enabled() ? strdup(query)
+							       : NULL;
 	free(cl->unnamed_parse);
 	cl->unnamed_parse = NULL;
 	free(cl->unnamed_sql);
@@ -2159,6 +2353,9 @@ handle_bind(struct client *cl, const struct msg_frame *f, const uint8_t *raw)
 	stmt = msg_read_str(&r, &slen);
 	if (!portal || !stmt)
 		return -2;
+	if (observe_enabled())
+		observe_bind(cl, portal, plen, stmt, f->body + r.pos,
+			     f->body_len - r.pos);
 	if (!transaction_mode(cl))
 		return send_plain(cl, raw, f->len, PEND_ONE);
 	if (!*stmt && reparse_unnamed(cl))
@@ -2207,6 +2404,8 @@ handle_describe_close(struct client *cl, const struct msg_frame *f,
 	}
 	if (what == 'S' && !*name && reparse_unnamed(cl))
 		return -1;
+	if (!transaction_mode(cl) && f->type == 'C' && what == 'S' && *name)
+		stmt_map_del(&cl->obs_stmts, name);
 	if (!transaction_mode(cl) || what == 'P' || !*name ||
 	    !(p = stmt_map_get(&cl->stmts, name)))
 		return send_plain(cl, raw, f->len, kind);
@@ -2240,6 +2439,8 @@ handle_execute(struct client *cl, const struct msg_frame *f,
 		memcpy(p.ops[0].name, cl->portal_guc, SQL_NAME_MAX);
 		p.ops[0].sql = cl->portal_sql ? strdup(cl->portal_sql) : NULL;
 	}
+	if (observe_enabled())
+		p.obs = observe_execute(cl, f->body, f->body_len);
 	return backend_send(cl->srv, raw, f->len, &p);
 }
 
@@ -2380,9 +2581,17 @@ prepare_locally(struct client *cl, const struct msg_frame *f)
 	return true;
 }
 
+/* A message that must wait keeps its arrival time for when it goes on. */
+static void
+hold_message(struct client *cl)
+{
+	cl->held_us = cl->arrival_us;
+}
+
 static void
 process_messages(struct client *cl)
 {
+	int64_t turn_us = observe_enabled() ? clock_unix_us() : 0;
 	struct msg_frame f;
 	int rc;
 
@@ -2390,6 +2599,8 @@ process_messages(struct client *cl)
 		rc = next_message(cl, &f);
 		if (rc <= 0)
 			return;
+		cl->arrival_us = cl->held_us ? cl->held_us : turn_us;
+		cl->held_us = 0;
 		if (skip_message(cl, &f))
 			continue;
 		if (f.type == 'X') {
@@ -2402,10 +2613,14 @@ process_messages(struct client *cl)
 		    (may_serve(cl) && (answer_from_cache(cl, &f) ||
 				       answer_group_from_cache(cl, &f))))
 			continue;
-		if (!cl->srv && (cl->waiting || !pool_acquire(cl->pool, cl)))
+		if (!cl->srv && (cl->waiting || !pool_acquire(cl->pool, cl))) {
+			hold_message(cl);
 			return;
-		if (server_blocked(cl))
+		}
+		if (server_blocked(cl)) {
+			hold_message(cl);
 			return;	/* session_process flushes and resumes */
+		}
 		/* session mode: only the start-up settings, once */
 		if ((transaction_mode(cl) || cl->startup_settings.n) &&
 		    (sync_settings(cl) || materialize_begin(cl)))
@@ -2423,6 +2638,8 @@ process_messages(struct client *cl)
 		attach_group_capture(cl, f.type);
 		buf_consume(&cl->c.in, f.len);
 	}
+	if (cl->cache_wait)	/* parked behind an identical query */
+		hold_message(cl);
 }
 
 static bool

@@ -63,5 +63,11 @@ void session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
 void session_before_ready(struct client *cl, struct pending *p,
 			  uint8_t tx_status);
 void guc_ops_free(struct guc_op *ops, uint16_t n);
+/* The statement observed in r got its whole answer: report it to
+ * observe.h's listeners.  Called by backend.c. */
+void session_observe(struct client *cl, const struct obs_rec *r);
+/* Rows in a CommandComplete tag body ("SELECT 5", "INSERT 0 5"); 0 if
+ * it names none. */
+uint64_t session_tag_rows(const uint8_t *tag, size_t len);
 
 #endif
