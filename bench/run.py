@@ -47,7 +47,7 @@ PG_CLUSTER = os.path.join(ROOT, "scripts", "pg-cluster")
 
 USER = "pgvalet"
 PASSWORD = "pgvalet-pass"
-DB = "pgvalet"
+DB = "appdb"
 MIN_MAX_CONNECTIONS = 200
 
 TARGETS = ("direct", "pgbouncer", "pgvalet")  # the proxy table

@@ -28,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PG_CLUSTER = str(ROOT / "scripts" / "pg-cluster")
 BINARY = os.environ.get("PGVALET_BINARY") or None
-USER, PASSWORD, DB = "pgvalet", "pgvalet-pass", "pgvalet"
+USER, PASSWORD, DB = "pgvalet", "pgvalet-pass", "appdb"
 HOST = "127.0.0.1"
 
 # A proxy that stops answering must fail the test (pytest-timeout), not hang the

@@ -320,6 +320,6 @@ def scram_secret(password, salt=None, iterations=4096):
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}"
 
 
-def connect(port, user="pgvalet", password="pgvalet-pass", database="pgvalet",
+def connect(port, user="pgvalet", password="pgvalet-pass", database="appdb",
             host="127.0.0.1", timeout=10.0, **params):
     return PgWire(host, port, timeout).login(user, password, database, **params)

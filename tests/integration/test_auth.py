@@ -15,7 +15,7 @@ def expect_28p01_raw(port, user, password):
     c = pgwire.PgWire("127.0.0.1", port)
     try:
         with pytest.raises(pgwire.PgError) as ei:
-            c.login(user, password, "pgvalet")
+            c.login(user, password, "appdb")
         assert ei.value.sqlstate == "28P01", ei.value.fields
         with pytest.raises((pgwire.Closed, ConnectionResetError)):
             c.read_msg()
@@ -58,7 +58,7 @@ def test_scram_login_raw_protocol_reports_parameters(proxy):
     assert c.params.get("server_encoding") == "UTF8"
     assert c.backend_key is not None
     res = c.simple("SELECT current_user, current_database()")
-    assert res.rows == [("pgvalet", "pgvalet")]
+    assert res.rows == [("pgvalet", "appdb")]
     c.send(pgwire.terminate())
     c.close()
 
@@ -102,7 +102,7 @@ def test_auth_file_user_logs_in_as_app(proxy, mode, tmp_path, pg, secret_form):
 
 def test_psql_with_correct_and_wrong_password(proxy):
     p = proxy()
-    base = ["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(p.port), "-U", "pgvalet", "-d", "pgvalet",
+    base = ["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(p.port), "-U", "pgvalet", "-d", "appdb",
             "-c", "SELECT 'psql ok'"]
     ok = subprocess.run(base, capture_output=True, text=True, timeout=30,
                         env=dict(os.environ, PGPASSWORD="pgvalet-pass"))

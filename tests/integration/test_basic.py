@@ -13,7 +13,7 @@ import pgwire
 def psql(proxy, *args, input=None, password="pgvalet-pass", user="pgvalet"):
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
     return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-                           "-p", str(proxy.port), "-U", user, "-d", "pgvalet", *args],
+                           "-p", str(proxy.port), "-U", user, "-d", "appdb", *args],
                           input=input, capture_output=True, text=True, env=env, timeout=60)
 
 

@@ -94,7 +94,7 @@ def test_three_proxies_with_a_bus_stay_coherent(proxy, redis, pg, table):
         for i, (_, f) in enumerate(subs):
             if i != writer:
                 e = next_invalidate(f, "bus")
-                assert e["db"] == "pgvalet" and e["tags"]
+                assert e["db"] == "appdb" and e["tags"]
     for s, _ in subs:
         s.close()
     for p in ps:

@@ -469,7 +469,7 @@ def test_pgbench_style_begin_select_rollback_in_every_protocol(cproxy, pg, table
     env = dict(os.environ, PGPASSWORD="pgvalet-pass")
     for proto in ("simple", "extended", "prepared"):
         out = subprocess.run(["pgbench", "-n", "-t", "200", "-c", "2", "-M", proto, "-f", str(script),
-                              "-h", "127.0.0.1", "-p", str(cproxy.port), "-U", "pgvalet", "pgvalet"],
+                              "-h", "127.0.0.1", "-p", str(cproxy.port), "-U", "pgvalet", "appdb"],
                              capture_output=True, text=True, env=env, timeout=120)
         assert out.returncode == 0, out.stderr
         assert "number of failed transactions: 0" in out.stdout or "failed" not in out.stdout

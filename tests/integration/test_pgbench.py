@@ -10,7 +10,7 @@ TX = 1600  # -c 8 -t 200
 
 def pgbench(port, *args, timeout=180):
     env = dict(os.environ, PGPASSWORD="pgvalet-pass", PGCONNECT_TIMEOUT="10")
-    return subprocess.run(["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "pgvalet", *args, "pgvalet"],
+    return subprocess.run(["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "pgvalet", *args, "appdb"],
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 

@@ -91,7 +91,7 @@ def test_upstream_down_gives_error_not_hang_then_recovers(proxy, mode, own_clust
         c = pgwire.PgWire("127.0.0.1", p.port, timeout=15)
         try:
             try:
-                c.login("pgvalet", "pgvalet-pass", "pgvalet")
+                c.login("pgvalet", "pgvalet-pass", "appdb")
                 res = c.simple("SELECT 1")
                 err = res.error
                 if err is None:

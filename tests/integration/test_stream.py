@@ -264,14 +264,14 @@ def test_push_channel_streams_evictions(sproxy, up, pg, table):
     up.write(f"UPDATE {table} SET v = 1 WHERE id = 5")
     e = next_event("invalidate", lambda e: e.get("table") == table)
     assert e["source"] == "wal" and e["rows"] == [5] and e["schema"] == "public"
-    assert e["db"] == "pgvalet" and e["oid"] > 0 and e["tags"]
+    assert e["db"] == "appdb" and e["oid"] > 0 and e["tags"]
     c.cursor().execute(f"UPDATE {table} SET v = 2 WHERE id = 6")
     e = next_event("invalidate", lambda e: e["source"] == "proxy")
-    assert e["db"] == "pgvalet" and e["tags"]
+    assert e["db"] == "appdb" and e["tags"]
     for pid in walsender_pids(pg):
         up.write("SELECT pg_terminate_backend(%s)", (pid,))
     e = next_event("state")
-    assert e == {**e, "db": "pgvalet", "stream": "down"}
+    assert e == {**e, "db": "appdb", "stream": "down"}
     e = next_event("state")
     assert e["stream"] == "up"
     s.close()

@@ -84,7 +84,7 @@ def test_no_tls_configured_answers_n(proxy):
     import pgwire
     c = pgwire.PgWire("127.0.0.1", p.port)
     assert c.ssl_request() == b"N"
-    c.login("pgvalet", "pgvalet-pass", "pgvalet")
+    c.login("pgvalet", "pgvalet-pass", "appdb")
     assert c.simple("SELECT 'plain'").rows == [("plain",)]
     c.close()
     with pytest.raises(psycopg2.OperationalError):

@@ -25,7 +25,7 @@ if str(ROOT / "python") not in sys.path:  # works without PYTHONPATH=python too
 from pgvalet import _process  # noqa: E402
 
 PG_CLUSTER = str(ROOT / "scripts" / "pg-cluster")
-USER, PASSWORD, DB = "pgvalet", "pgvalet-pass", "pgvalet"
+USER, PASSWORD, DB = "pgvalet", "pgvalet-pass", "appdb"
 # A role whose name and password only survive a URL percent-encoded.
 ODD_USER, ODD_PASSWORD = "odd user", "p@ss/wo:rd?#%&+ x"
 

@@ -54,7 +54,7 @@ def test_init_keeps_the_driver_and_local_params(pg, monkeypatch):
                                               query="application_name=web&sslmode=prefer"))
     handle = pgvalet.sqlalchemy.init(silent=True)
     assert os.environ["DATABASE_URL"] == ("postgresql+psycopg2://pgvalet:pgvalet-pass@127.0.0.1:"
-                                          f"{handle.port}/pgvalet?application_name=web")
+                                          f"{handle.port}/appdb?application_name=web")
     engine = sqlalchemy.create_engine(os.environ["DATABASE_URL"])
     with engine.connect() as conn:
         assert conn.execute(text("SHOW application_name")).scalar() == "web"

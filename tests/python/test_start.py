@@ -36,7 +36,7 @@ def test_start_serves_queries_and_exposes_the_handle(pg, port, users):
     pg_ = pgvalet.start(pg.url(), port=port, silent=True)
     try:
         assert pg_.port == port and pg_.host == "127.0.0.1"
-        assert pg_.url == f"postgresql://pgvalet:pgvalet-pass@127.0.0.1:{port}/pgvalet"
+        assert pg_.url == f"postgresql://pgvalet:pgvalet-pass@127.0.0.1:{port}/appdb"
         assert pg_.dashboard_url is None
         assert running(pg_.pid) and pg_.alive and not pg_.stopped
         assert sorted(query(pg_.url)) == users
@@ -60,7 +60,7 @@ def test_percent_encoded_user_and_password(pg, port):
         assert "odd%20user:" in proxy.url
         assert query(proxy.url, "SELECT current_user") == [ODD_USER]
         conn = psycopg2.connect(host="127.0.0.1", port=proxy.port, user=ODD_USER,
-                                password=ODD_PASSWORD, dbname="pgvalet")
+                                password=ODD_PASSWORD, dbname="appdb")
         conn.close()
 
 
@@ -150,7 +150,7 @@ def test_port_taken_by_another_processes_pgvalet(pg, port, caplog):
         assert query(mine.url, "SELECT 1") == [1]
         mine.stop()
         assert other.poll() is None
-        assert query(f"postgresql://pgvalet:pgvalet-pass@127.0.0.1:{port}/pgvalet", "SELECT 2") == [2]
+        assert query(f"postgresql://pgvalet:pgvalet-pass@127.0.0.1:{port}/appdb", "SELECT 2") == [2]
     finally:
         other.terminate()
         other.wait(10)

@@ -67,10 +67,10 @@ trap 'exit 143' TERM
 out=$("$ROOT/scripts/pg-cluster" start "$TMP/pg") || die "pg-cluster start failed"
 PG_PORT=$(printf '%s\n' "$out" | sed -n 's/^PORT=//p')
 [ -n "$PG_PORT" ] || die "pg-cluster did not print PORT="
-DIRECT="postgresql://pgvalet:pgvalet-pass@127.0.0.1:$PG_PORT/pgvalet"
+DIRECT="postgresql://pgvalet:pgvalet-pass@127.0.0.1:$PG_PORT/appdb"
 
 PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PROXY="postgresql://pgvalet:pgvalet-pass@127.0.0.1:$PORT/pgvalet"
+PROXY="postgresql://pgvalet:pgvalet-pass@127.0.0.1:$PORT/appdb"
 # shellcheck disable=SC2206  # SOAK_PROXY_ARGS is split on purpose
 CMD=("$BIN" --upstream "$DIRECT" --listen 127.0.0.1 --port "$PORT" --workers "$WORKERS"
 	--pool-mode "$POOL_MODE" --pool-size "$POOL_SIZE" ${SOAK_PROXY_ARGS:-})
