@@ -12,7 +12,7 @@
 BUILD   ?= release
 PYTHON  ?= /usr/bin/python3
 O       := build$(if $(filter release,$(BUILD)),,/$(BUILD))
-PKGS    := openssl inih libxxhash libpq hiredis
+PKGS    := openssl inih libxxhash libpq hiredis libmicrohttpd
 # libpg_query.so carries its own protobuf-c runtime: only the headers are needed.
 HDR_PKGS := libprotobuf-c
 CC      ?= gcc
@@ -61,6 +61,9 @@ $(L1_EXT): $(L1_SRC) src/cache/store.h src/cache/tags.h src/core/qlist.h
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# The dashboard's page is embedded with .incbin (src/http/page.c).
+$(O)/src/http/page.o: src/http/page/dashboard.html
 
 $(LIB): $(OBJ)
 	@rm -f $@

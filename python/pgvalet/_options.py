@@ -141,7 +141,7 @@ def build_args(binary: str, options: Mapping[str, Option], config: Optional[Mapp
         add("verbose", "log_level", verbosity(log_level))
     if dashboard_port is not None:
         add("dashboard-port", "dashboard_port", int(dashboard_port),
-            " (it has no dashboard yet)")
+            " (it predates the dashboard)")
 
     args: List[str] = []
     for name, (key, value) in settings.items():

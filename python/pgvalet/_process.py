@@ -346,7 +346,7 @@ class Proxy:
 
     @property
     def dashboard_url(self) -> Optional[str]:
-        """The dashboard's address, or None (no dashboard in this binary yet)."""
+        """The dashboard's address (http://127.0.0.1:<port>/), or None when it is off."""
         return self._p.dashboard_url
 
     @property
@@ -466,7 +466,7 @@ def start(upstream: str, *, port: Optional[int] = None, dashboard_port: Optional
         process = _registry.get(key)
         if process is None or not process.alive():
             process = _launch(binary, args, parsed, upstream_leg, host, port, key,
-                              dashboard_port, timeout, echo=not silent)
+                              "dashboard-port" in options, timeout, echo=not silent)
             _registry[key] = process
         elif not silent:
             process.echo += 1
@@ -474,21 +474,42 @@ def start(upstream: str, *, port: Optional[int] = None, dashboard_port: Optional
         return Proxy(process, silent, parsed)
 
 
+def _dashboard_port(args: Sequence[str], env: Mapping[str, str], port: int,
+                    has_dashboard: bool) -> Optional[int]:
+    """The dashboard port a proxy on port gets from args/env (-1 = port + 1), or None."""
+    if not has_dashboard:
+        return None
+    value = env.get("PGVALET_DASHBOARD_PORT") or "-1"
+    for i, a in enumerate(args):  # the last flag wins, as in the binary
+        if a == "--dashboard-port" and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith("--dashboard-port="):
+            value = a.split("=", 1)[1]
+    try:
+        n = int(value)
+    except ValueError:
+        return None
+    if n == -1:
+        n = port + 1
+    return n if 0 < n <= 65535 else None
+
+
 def _launch(binary: str, args: List[str], parsed: _url.PgUrl, upstream_leg: str, host: str,
-            port: int, key: Tuple, dashboard_port: Optional[int], timeout: float,
+            port: int, key: Tuple, has_dashboard: bool, timeout: float,
             echo: bool) -> _Process:
     env = dict(os.environ)
     # In the environment, not argv: other users can read a command line, not an environment.
     env["PGVALET_UPSTREAM"] = upstream_leg
     deadline = time.monotonic() + timeout
     # L1 cache / ORM cache: will subscribe to the push channel (port + 2) once started.
-    dashboard_url = (f"http://{_url.host_port(host, dashboard_port)}/"
-                     if dashboard_port is not None else None)
     for group in range(MAX_GROUPS):
         p = port + group * PORT_GROUP
         if not _group_free(host, p):
             continue
         argv = [binary, "--port", str(p), *args]
+        dport = _dashboard_port(args, env, p, has_dashboard)
+        # the dashboard listens on loopback whatever --listen says
+        dashboard_url = f"http://127.0.0.1:{dport}/" if dport else None
         process = _Process(key, _popen(argv, env), argv, host, p, parsed, dashboard_url, echo)
         try:
             process.wait_ready(deadline, timeout)

@@ -102,7 +102,7 @@ struct cache_store {
 	unsigned vshift;		/* 64 - log2(version slots) */
 	bool enabled;
 	size_t max_entry;
-	uint64_t ttl_ms;
+	_Atomic uint64_t ttl_ms;	/* cache_set_ttl() at run time */
 	size_t budget, metadata;
 	_Atomic uint64_t invalidations, rejected_stale, rejected_too_big;
 };
@@ -202,6 +202,7 @@ entry_new(const struct cache_store *s, uint64_t hash, const void *key,
 	size_t ntags = stamp ? stamp->n : 0;
 	struct cache_entry *e;
 	unsigned char *p;
+	uint64_t ttl;
 
 	e = malloc(entry_alloc_size(ntags, keylen, len));
 	if (!e)
@@ -209,7 +210,8 @@ entry_new(const struct cache_store *s, uint64_t hash, const void *key,
 	e->chain = NULL;
 	qlist_init(&e->q);
 	e->hash = hash;
-	e->expires_ms = s->ttl_ms ? now_ms + s->ttl_ms : 0;
+	ttl = atomic_load_explicit(&s->ttl_ms, memory_order_relaxed);
+	e->expires_ms = ttl ? now_ms + ttl : 0;
 	atomic_init(&e->refs, 1);	/* the store's */
 	e->keylen = (uint32_t)keylen;
 	e->len = (uint32_t)len;
@@ -842,6 +844,12 @@ shard_clear(struct shard *sh)
 }
 
 void
+cache_set_ttl(struct cache_store *s, uint64_t ttl_ms)
+{
+	atomic_store_explicit(&s->ttl_ms, ttl_ms, memory_order_relaxed);
+}
+
+void
 cache_clear(struct cache_store *s)
 {
 	size_t i;
@@ -954,7 +962,7 @@ cache_store_new(const struct cache_store_config *cfg)
 	s->metadata = s->enabled ? meta : meta - NSHARDS * 2 *
 		alloc_charge(buckets * sizeof(void *));
 	s->max_entry = cfg->max_entry ? cfg->max_entry : SIZE_MAX;
-	s->ttl_ms = cfg->ttl_ms;
+	atomic_init(&s->ttl_ms, cfg->ttl_ms);
 	s->vshift = 64 - (unsigned)__builtin_ctzll(vslots);
 	s->shards = aligned_alloc(CACHE_LINE, shards_size);
 	s->versions = calloc(vslots, sizeof(*s->versions));

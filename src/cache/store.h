@@ -137,6 +137,8 @@ void cache_store_stats(const struct cache_store *s, struct cache_stats *out);
  * malloc's granularity).
  */
 size_t cache_entry_overhead(void);
+/* Entries stored from now on expire after ttl_ms (0 = never by age). */
+void cache_set_ttl(struct cache_store *s, uint64_t ttl_ms);
 /* Drop every entry (held references stay valid until released). */
 void cache_clear(struct cache_store *s);
 

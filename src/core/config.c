@@ -72,6 +72,7 @@ static const char *const pool_mode_names[] = { "session", "transaction",
 static const char *const invalidation_names[] = { "wal", "ttl", "notify",
 						  NULL };
 _Static_assert(sizeof(enum invalidation) == sizeof(int), "enum is not an int");
+static const char *const off_on_names[] = { "off", "on", NULL };
 
 static const struct opt options[] = {
 	{ .name = "upstream", .short_name = 'u', .type = OPT_URL,
@@ -172,6 +173,37 @@ static const struct opt options[] = {
 	  .def = "60s", .min = 0, .max = DAY_MS, FIELD(stats_period_ms),
 	  .help = "log the cache, replication stream, bus and push channel "
 		  "counters this often (0 = only at shutdown)" },
+	{ .name = "stats", .type = OPT_ENUM, .metavar = "on|off", .def = "on",
+	  .choices = off_on_names, FIELD(stats_on),
+	  .help = "collect per-statement-shape workload statistics (admin "
+		  "console, dashboard, /metrics)" },
+	{ .name = "stats-max-shapes", .type = OPT_INT, .metavar = "N",
+	  .def = "1000", .min = 10, .max = 100000, FIELD(stats_max_shapes),
+	  .help = "statement shapes the statistics keep (per shard, of 8); "
+		  "the least recently seen one makes room for a new one" },
+	{ .name = "threshold-duration-ms", .type = OPT_INT, .metavar = "MS",
+	  .def = "100", .min = 1, .max = DAY_MS,
+	  FIELD(threshold_duration_ms),
+	  .help = "a statement shape whose mean time is at least this is "
+		  "slow" },
+	{ .name = "threshold-impact", .type = OPT_INT, .metavar = "PERCENT",
+	  .def = "20", .min = 0, .max = 100, FIELD(threshold_impact_pct),
+	  .help = "a statement shape that takes at least this share of the "
+		  "time of all statements seen (and whose mean is at least a "
+		  "tenth of --threshold-duration-ms) is slow too (0 = off)" },
+	{ .name = "admin-users", .type = OPT_STRING, .metavar = "USER,...",
+	  .def = "", FIELD(admin_users),
+	  .help = "users besides the upstream URL's who may use the admin "
+		  "console (database \"pgvalet\": SHOW STATS, POOLS, "
+		  "CLIENTS, CACHE, SHAPES)" },
+	{ .name = "dashboard-port", .type = OPT_INT, .metavar = "N",
+	  .def = "-1", .min = -1, .max = 65535, FIELD(dashboard_port),
+	  .help = "loopback TCP port of the dashboard, JSON API and "
+		  "/metrics (-1 = --port + 1, 0 = none)" },
+	{ .name = "dashboard-token", .type = OPT_STRING, .metavar = "TOKEN",
+	  .def = "", FIELD(dashboard_token),
+	  .help = "token the dashboard API's writes need (default: a random "
+		  "one, printed at start-up)" },
 	{ .name = "debug-skip-invalidation", .type = OPT_INT, .metavar = "0|1",
 	  .def = "0", .min = 0, .max = 1, FIELD(debug_skip_invalidation),
 	  .help = "TESTING ONLY: never invalidate cached results, so the "

@@ -48,6 +48,13 @@ struct config {
 	char cache_tier[512];		/* --cache-tier redis://..., "" = none */
 	int cache_tier_timeout_ms;	/* --cache-tier-timeout, default 2ms */
 	int stats_period_ms;		/* --stats-period, 60s; 0 = never */
+	int stats_on;			/* --stats on|off, default on */
+	int stats_max_shapes;		/* --stats-max-shapes, default 1000 */
+	int threshold_duration_ms;	/* --threshold-duration-ms, 100 */
+	int threshold_impact_pct;	/* --threshold-impact, 20 (percent) */
+	char admin_users[512];		/* --admin-users, comma-separated */
+	int dashboard_port;		/* --dashboard-port, -1 = port + 1, 0 = off */
+	char dashboard_token[128];	/* --dashboard-token, "" = random */
 	int debug_skip_invalidation;	/* testing the consistency checker */
 	int verbose;			/* -v (repeatable) / --verbose N */
 	char auth_file[512];		/* --auth-file, optional */

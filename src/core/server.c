@@ -19,14 +19,17 @@
 #include "cache/plan.h"
 #include "cache/store.h"
 #include "cache/tier.h"
-#include "observe/fingerprint.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "invalidate/bus.h"
 #include "invalidate/push.h"
 #include "invalidate/stream.h"
+#include "http/dashboard.h"
 #include "net/tls.h"
+#include "observe/fingerprint.h"
+#include "observe/observe.h"
+#include "observe/stats.h"
 #include "pool/backend.h"
 #include "pool/pool.h"
 #include "pool/session.h"
@@ -330,6 +333,55 @@ init_cache(struct server *srv, char *err, size_t errlen)
 	return init_streams(srv, err, errlen);
 }
 
+/* The API write token: --dashboard-token, or 128 random bits in hex. */
+static int
+init_token(struct server *srv)
+{
+	uint8_t rnd[16];
+	int i;
+
+	if (srv->cfg.dashboard_token[0]) {
+		snprintf(srv->dashboard_token, sizeof(srv->dashboard_token),
+			 "%s", srv->cfg.dashboard_token);
+		return 0;
+	}
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return -1;
+	for (i = 0; i < 16; i++)
+		snprintf(srv->dashboard_token + 2 * i, 3, "%02x", rnd[i]);
+	return 0;
+}
+
+/* Statement fingerprints, workload statistics and the client registry. */
+static int
+init_observe(struct server *srv, char *err, size_t errlen)
+{
+	const struct config *cfg = &srv->cfg;
+	const struct stats_config sc = {
+		.max_shapes = cfg->stats_max_shapes,
+		.threshold_duration_ms = cfg->threshold_duration_ms,
+		.threshold_impact_pct = cfg->threshold_impact_pct,
+	};
+
+	srv->started_us = clock_unix_us();
+	atomic_init(&srv->cache_ttl_ms, cfg->cache_ttl_ms);
+	pthread_mutex_init(&srv->clients_lock, NULL);
+	qlist_init(&srv->client_infos);
+	if (!(srv->fingerprints = fp_cache_new()) || init_token(srv) ||
+	    (cfg->stats_on && !(srv->stats = stats_new(&sc)))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (srv->stats && observe_add_listener(stats_observe, srv->stats)) {
+		snprintf(err, errlen, "too many statement listeners");
+		return -1;
+	}
+	srv->seeder.stats = srv->stats;
+	srv->seeder.upstream = &srv->cfg.upstream;
+	srv->seeder.max_shapes = cfg->stats_max_shapes;
+	return 0;
+}
+
 int
 server_init(struct server *srv, const struct config *cfg, char *err,
 	    size_t errlen)
@@ -362,10 +414,8 @@ server_init(struct server *srv, const struct config *cfg, char *err,
 	if (fd < 0)
 		return -1;
 	close(fd);
-	if (!(srv->fingerprints = fp_cache_new())) {
-		snprintf(err, errlen, "out of memory");
+	if (init_observe(srv, err, errlen))
 		return -1;
-	}
 	return init_cache(srv, err, errlen);
 }
 
@@ -389,6 +439,8 @@ server_free(struct server *srv)
 		pthread_mutex_destroy(&sp->key_lock);
 		free(sp);
 	}
+	dashboard_stop(srv->dashboard);	/* its threads read what follows */
+	stats_seed_join(&srv->seeder);
 	stream_set_free(srv->streams);	/* its threads use what follows */
 	bus_free(srv->bus);
 	cache_tier_free(srv->tier);
@@ -397,6 +449,7 @@ server_free(struct server *srv)
 	plan_table_free(srv->plans);
 	catalog_free(srv->catalog);
 	fp_cache_free(srv->fingerprints);
+	stats_free(srv->stats);
 	if (srv->cache)
 		cache_store_free(srv->cache);
 	if (srv->client_tls)
@@ -439,6 +492,22 @@ cancel_bucket(struct server *srv, uint32_t pid)
 {
 	return &srv->cancel[pid % (sizeof(srv->cancel) /
 				   sizeof(srv->cancel[0]))];
+}
+
+void
+server_client_register(struct server *srv, struct client_info *ci)
+{
+	pthread_mutex_lock(&srv->clients_lock);
+	qlist_insert_tail(&srv->client_infos, &ci->link);
+	pthread_mutex_unlock(&srv->clients_lock);
+}
+
+void
+server_client_unregister(struct server *srv, struct client_info *ci)
+{
+	pthread_mutex_lock(&srv->clients_lock);
+	qlist_remove(&ci->link);
+	pthread_mutex_unlock(&srv->clients_lock);
 }
 
 void
@@ -897,6 +966,28 @@ wait_for_signal(struct server *srv, const sigset_t *set)
 	}
 }
 
+static int
+start_dashboard(struct server *srv)
+{
+	int port = srv->cfg.dashboard_port;
+	char err[300];
+
+	if (port == -1)
+		port = srv->cfg.port + 1;
+	if (port == 0 || port > 65535) {
+		log_info("dashboard off (--dashboard-port 0)");
+		return 0;
+	}
+	srv->dashboard = dashboard_start(srv, port, err, sizeof(err));
+	if (!srv->dashboard) {
+		log_error("%s", err);
+		return -1;
+	}
+	log_info("dashboard on http://127.0.0.1:%d/ (API writes need the "
+		 "token %s)", port, srv->dashboard_token);
+	return 0;
+}
+
 int
 server_run(struct server *srv)
 {
@@ -935,6 +1026,10 @@ server_run(struct server *srv)
 		log_error("cannot start the push channel's thread");
 		return -1;
 	}
+	if (srv->stats && stats_seed_start(&srv->seeder))
+		log_warn("stats: cannot start the pg_stat_statements reader");
+	if (start_dashboard(srv))
+		return -1;
 	/* the URL's database streams from the start; others on first use */
 	if (srv->streams && !stream_db_get(srv->streams,
 					   srv->cfg.upstream.dbname)) {

@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/qlist.h"
+#include "observe/seed.h"
 #include "net/loop.h"
 #include "proto/scram.h"
 
@@ -32,6 +33,8 @@ struct bus;
 struct cache_tier;
 struct cache_wait;
 struct fp_cache;
+struct stats;
+struct dashboard;
 
 /* Someone allowed to log in: the upstream URL's user or an auth-file one. */
 struct user_cred {
@@ -57,6 +60,22 @@ struct shared_pool {
 	pthread_mutex_t key_lock;
 	bool have_keys;
 	uint8_t client_key[SCRAM_KEY_LEN];
+};
+
+/* What the admin console shows of a logged-in client (SHOW CLIENTS).
+ * Its worker writes 'state'; readers hold server.clients_lock. */
+enum client_info_state { CLIENT_IDLE, CLIENT_ACTIVE, CLIENT_WAITING };
+
+struct client_info {
+	struct qlist link;		/* server->client_infos */
+	uint64_t id;
+	char user[128];
+	char database[128];
+	char addr[64];
+	int port;
+	int64_t connected_us;
+	bool admin;
+	atomic_int state;		/* enum client_info_state */
 };
 
 /* A client's cancel key, findable from any worker. */
@@ -124,8 +143,18 @@ struct server {
 	struct push *push;
 	struct bus *bus;		/* --bus: other proxies (NULL: none) */
 	struct cache_tier *tier;	/* --cache-tier: shared L2 (NULL: none) */
-	/* Statement observation (observe/): fingerprints of texts seen. */
+	/* Statement observation (observe/): fingerprints of texts seen,
+	 * workload statistics (NULL: --stats off), the dashboard (NULL:
+	 * none) and the token its API writes need. */
 	struct fp_cache *fingerprints;
+	struct stats *stats;
+	struct stats_seeder seeder;
+	struct dashboard *dashboard;
+	char dashboard_token[128];
+	_Atomic int64_t cache_ttl_ms;	/* changed by POST /api/settings */
+	int64_t started_us;
+	pthread_mutex_t clients_lock;
+	struct qlist client_infos;	/* struct client_info.link */
 };
 
 /* Build everything from cfg: resolve, TLS, auth file; -1 with err set. */
@@ -143,6 +172,8 @@ void server_cancel_register(struct server *srv, struct cancel_slot *slot);
 void server_cancel_unregister(struct server *srv, struct cancel_slot *slot);
 /* Forward a CancelRequest for (pid, secret) to the upstream, if known. */
 void server_cancel_forward(struct server *srv, uint32_t pid, uint32_t secret);
+void server_client_register(struct server *srv, struct client_info *ci);
+void server_client_unregister(struct server *srv, struct client_info *ci);
 /* Ask other workers to give back an idle connection of this pool. */
 void server_request_steal(struct server *srv, struct worker *from);
 

@@ -29,6 +29,7 @@ struct capture;
 struct plan;
 struct user_cred;
 struct cancel_slot;
+struct client_info;
 
 /* A session-state change made by a client statement, applied when the
  * statement's transaction commits. */
@@ -173,6 +174,8 @@ struct client {
 	struct obs_rec *bound;		/* last Bind's statement, for Execute */
 	uint64_t bound_portal;		/* hash of that Bind's portal name */
 	struct stmt_map obs_stmts;	/* session mode: named statements' texts */
+	bool admin;			/* on the admin console (pool/admin.h) */
+	struct client_info *info;	/* in server->client_infos once in */
 };
 
 enum backend_state {

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "analysis/catalog.h"
@@ -17,12 +19,14 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "core/version.h"
 #include "invalidate/bus.h"
 #include "invalidate/push.h"
 #include "invalidate/stream.h"
 #include "net/tls.h"
 #include "observe/fingerprint.h"
 #include "observe/observe.h"
+#include "pool/admin.h"
 #include "pool/backend.h"
 #include "pool/pool.h"
 #include "proto/msg.h"
@@ -132,6 +136,10 @@ void
 session_free(struct client *cl)
 {
 	atomic_fetch_sub(&cl->w->srv->nclients, 1);
+	if (cl->info) {
+		server_client_unregister(cl->w->srv, cl->info);
+		free(cl->info);
+	}
 	guc_state_free(&cl->startup_settings);
 	guc_state_free(&cl->settings);
 	guc_state_free(&cl->tx_settings);
@@ -588,9 +596,123 @@ remember_client_key(struct client *cl)
 	pthread_mutex_unlock(&sp->key_lock);
 }
 
+/* Show the client in SHOW CLIENTS. */
+static int
+register_info(struct client *cl)
+{
+	struct client_info *ci = calloc(1, sizeof(*ci));
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (!ci)
+		return -1;
+	ci->id = cl->id;
+	snprintf(ci->user, sizeof(ci->user), "%s", cl->user);
+	snprintf(ci->database, sizeof(ci->database), "%s", cl->database);
+	if (getpeername(cl->c.fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &in->sin_addr, ci->addr,
+				  sizeof(ci->addr));
+			ci->port = ntohs(in->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &in6->sin6_addr, ci->addr,
+				  sizeof(ci->addr));
+			ci->port = ntohs(in6->sin6_port);
+		} else {
+			snprintf(ci->addr, sizeof(ci->addr), "unix");
+		}
+	}
+	ci->connected_us = clock_unix_us();
+	ci->admin = cl->admin;
+	atomic_init(&ci->state, CLIENT_IDLE);
+	cl->info = ci;
+	server_client_register(cl->w->srv, ci);
+	return 0;
+}
+
+/* Log-in to the admin console: parameters of our own, no backend. */
+static void
+admin_login(struct client *cl)
+{
+	static const char *const params[][2] = {
+		{ "server_version", "15.0 (pgvalet " PGVALET_VERSION ")" },
+		{ "server_encoding", "UTF8" },
+		{ "client_encoding", "UTF8" },
+		{ "DateStyle", "ISO, MDY" },
+		{ "integer_datetimes", "on" },
+		{ "standard_conforming_strings", "on" },
+		{ "application_name", "" },
+	};
+	const struct server *srv = cl->w->srv;
+	struct buf *b = &cl->c.out;
+	size_t start, i;
+	int rc = 0;
+
+	if (!admin_user_allowed(srv->cfg.upstream.user, srv->cfg.admin_users,
+				cl->user)) {
+		fatal(cl, "28000", "not allowed to use the admin console "
+				   "(see --admin-users)");
+		return;
+	}
+	cl->admin = true;
+	if (register_info(cl)) {
+		fatal(cl, "53200", "out of memory");
+		return;
+	}
+	for (i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+		rc |= msg_begin(b, 'S', &start) | msg_put_str(b, params[i][0]) |
+		      msg_put_str(b, params[i][1]);
+		msg_end(b, start);
+	}
+	if (rc) {
+		session_close(cl, "out of memory");
+		return;
+	}
+	cl->state = CL_ACTIVE;
+	send_ready(cl, 'I');
+	session_flush(cl);
+}
+
+/* A message on the admin console: simple queries only. */
+static void
+admin_message(struct client *cl, const struct msg_frame *f)
+{
+	if (f->type == 'Q') {
+		if (!f->body_len || f->body[f->body_len - 1] != 0) {
+			fatal(cl, "08P01", "malformed message");
+			return;
+		}
+		if (admin_query(cl->w->srv, &cl->c.out,
+				(const char *)f->body, f->body_len - 1)) {
+			fatal(cl, "53200", "out of memory");
+			return;
+		}
+		send_ready(cl, 'I');
+	} else if (f->type == 'S') {
+		send_ready(cl, 'I');
+	} else {
+		send_error(cl, "ERROR", "0A000", "the admin console answers "
+			   "simple queries only");
+		cl->skip_until_sync = f->type != 'H';
+	}
+	cl->flush_pending = true;
+}
+
 static void
 logged_in(struct client *cl)
 {
+	if (strcmp(cl->database, ADMIN_DATABASE) == 0) {
+		admin_login(cl);
+		return;
+	}
+	if (register_info(cl)) {
+		fatal(cl, "53200", "out of memory");
+		return;
+	}
 	cl->pool = pool_get(cl->w, cl->database, cl->cred);
 	if (!cl->pool || register_cancel(cl) ||
 	    guc_state_copy(&cl->settings, &cl->startup_settings)) {
@@ -1991,6 +2113,18 @@ plan_portal(struct client *cl, const char *portal, const char *text,
 	return 0;
 }
 
+/* What SHOW CLIENTS says of the client. */
+static void
+note_state(struct client *cl)
+{
+	if (cl->info && !cl->admin)
+		atomic_store_explicit(&cl->info->state,
+				      cl->srv ? CLIENT_ACTIVE :
+				      cl->waiting ? CLIENT_WAITING :
+						    CLIENT_IDLE,
+				      memory_order_relaxed);
+}
+
 void
 session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
 	      bool idle)
@@ -2015,6 +2149,7 @@ session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
 	if (be && idle && transaction_mode(cl) && !cl->pinned &&
 	    backend_is_idle(be))
 		pool_release(be);
+	note_state(cl);
 }
 
 /* Before a transaction starts on a backend, give it the client's state. */
@@ -2607,6 +2742,12 @@ process_messages(struct client *cl)
 			session_close(cl, "client terminated");
 			return;
 		}
+		if (cl->admin) {
+			admin_message(cl, &f);
+			if (cl->state == CL_ACTIVE)
+				buf_consume(&cl->c.in, f.len);
+			continue;
+		}
 		if (!cl->srv && prepare_locally(cl, &f))
 			continue;
 		if (answer_failed_block(cl, &f) ||
@@ -2742,6 +2883,7 @@ session_process(struct client *cl)
 	session_flush(cl);
 	if (cl->state == CL_CLOSED)
 		return;
+	note_state(cl);
 	if (io == CONN_IO_ERROR)
 		session_close(cl, cl->c.error);
 	else if (!buf_pending(&cl->c.in))

@@ -77,8 +77,12 @@ def test_all_start_options_as_pgvalet_kwargs(pg):
     assert engine.pgvalet.argv[1:] == ["--port", str(port), "--workers", "2", "--verbose", "1"]
     with pytest.raises(TypeError, match="pgvalet_colour.*pgvalet_port"):
         pgvalet.sqlalchemy.create_engine(pg.url(), pgvalet_colour="red")
-    with pytest.raises(ValueError, match="no --dashboard-port"):
-        pgvalet.sqlalchemy.create_engine(pg.url(), pgvalet_dashboard_port=port + 1)
+    engine.dispose()
+    port = free_group()
+    engine = pgvalet.sqlalchemy.create_engine(pg.url(), pgvalet_port=port, pgvalet_silent=True,
+                                              pgvalet_dashboard_port=0)
+    assert engine.pgvalet.argv[1:] == ["--port", str(port), "--dashboard-port", "0"]
+    assert engine.pgvalet.dashboard_url is None
     engine.dispose()
 
 

@@ -37,7 +37,7 @@ def test_start_serves_queries_and_exposes_the_handle(pg, port, users):
     try:
         assert pg_.port == port and pg_.host == "127.0.0.1"
         assert pg_.url == f"postgresql://pgvalet:pgvalet-pass@127.0.0.1:{port}/appdb"
-        assert pg_.dashboard_url is None
+        assert pg_.dashboard_url == f"http://127.0.0.1:{port + 1}/"
         assert running(pg_.pid) and pg_.alive and not pg_.stopped
         assert sorted(query(pg_.url)) == users
         assert "listening on 127.0.0.1:%d" % port in pg_.log
