@@ -83,7 +83,14 @@ STREAM_LOAD_WRITERS = ("-c", "4", "-j", "2", "-R", "300")   # latency-load
 STREAM_HIT_READERS = 8        # pgbench -c of the hits-* readers (through pgvalet)
 STREAM_HIT_WRITERS = ("-c", "4", "-j", "2", "-R", "200")    # hits-row/-table
 STREAM_ZIPF = 1.1             # random_zipfian parameter of the hits-* reads
-SECTIONS = ("proxy", "cache", "stream")
+# The stats table (pgvalet only): the passthrough workloads through pgvalet with
+# its workload statistics on (the default) and off (--stats off), interleaved.
+STATS_ROWS = [(f"stats-{w}-{m}", w, m, wargs) for w, wargs in WORKLOADS
+              for m in ("simple", "prepared")]
+STATS_TARGETS = ("pgvalet", "pgvalet-nostats")
+STATS_GOAL_PCT = 3.0          # the issue's goal: collection costs <= 3 % of tps
+
+SECTIONS = ("proxy", "cache", "stream", "stats")
 
 
 def cache_script(workload, scale):
@@ -714,7 +721,7 @@ def fmt_ratio(a, b):
 
 
 def select_rows(only):
-    """--only: returns (proxy rows, cache rows, stream rows) to run.
+    """--only: returns (proxy rows, cache rows, stream rows, stats rows) to run.
 
     Words: a section (`proxy`, `cache`, `stream`), a row name
     (`select-simple`, `hot-select-prepared`, `latency-load`), a workload
@@ -725,20 +732,22 @@ def select_rows(only):
     no section is named.
     """
     if not only:
-        return list(ROWS), list(CACHE_ROWS), list(STREAM_ROWS)
+        return list(ROWS), list(CACHE_ROWS), list(STREAM_ROWS), list(STATS_ROWS)
     want = [w.strip() for w in only.split(",") if w.strip()]
     sections = [w for w in want if w in SECTIONS] or list(SECTIONS)
     words = [w for w in want if w not in SECTIONS]
     proxy_keys = [(r[0], r[1], r[2]) for r in ROWS]
     cache_keys = [(r[0], r[1], r[2]) for r in CACHE_ROWS]
     stream_keys = [(r[0], r[1], r[2]) for r in STREAM_ROWS]
+    stats_keys = [(r[0], r[1], r[2]) for r in STATS_ROWS]
     unknown = [w for w in words
-               if not any(w in k for k in proxy_keys + cache_keys + stream_keys)]
+               if not any(w in k for k in proxy_keys + cache_keys + stream_keys + stats_keys)]
     if unknown:
         sys.exit(f"--only: unknown row(s) {unknown}; choose sections "
                  f"{', '.join(SECTIONS)}, rows {', '.join(r[0] for r in ROWS)}, "
                  f"{', '.join(r[0] for r in CACHE_ROWS)}, "
-                 f"{', '.join(r[0] for r in STREAM_ROWS)} (or a mode / workload name)")
+                 f"{', '.join(r[0] for r in STREAM_ROWS)}, "
+                 f"{', '.join(r[0] for r in STATS_ROWS)} (or a mode / workload name)")
 
     def pick(rows):
         return [r for r in rows if not words or any(w in (r[0], r[1], r[2])
@@ -746,9 +755,10 @@ def select_rows(only):
     proxy = pick(ROWS) if "proxy" in sections else []
     cache = pick(CACHE_ROWS) if "cache" in sections else []
     stream = pick(STREAM_ROWS) if "stream" in sections else []
-    if not proxy and not cache and not stream:
+    stats = pick(STATS_ROWS) if "stats" in sections else []
+    if not proxy and not cache and not stream and not stats:
         sys.exit(f"--only {only}: selects no rows")
-    return proxy, cache, stream
+    return proxy, cache, stream, stats
 
 
 def parse_args():
@@ -791,7 +801,7 @@ def parse_args():
         ap.error(f"--targets: unknown {bad}; choose from {','.join(ALL_TARGETS)}")
     a.targets = [t for t in TARGETS if t in want]  # proxy table, fixed order
     a.cache_targets = [t for t in CACHE_TARGETS if t in want]
-    a.rows, a.cache_rows, a.stream_rows = select_rows(a.only)
+    a.rows, a.cache_rows, a.stream_rows, a.stats_rows = select_rows(a.only)
     if a.rows and not a.targets:
         log("--targets names no proxy-table target; skipping the proxy table")
         a.rows = []
@@ -802,7 +812,9 @@ def parse_args():
     if a.stream_rows and "pgvalet" not in want:
         log("--targets names no pgvalet; skipping the stream table")
         a.stream_rows = []
-    if not a.rows and not a.cache_rows and not a.stream_rows:
+    if a.stats_rows and "pgvalet" not in want:
+        a.stats_rows = []
+    if not a.rows and not a.cache_rows and not a.stream_rows and not a.stats_rows:
         ap.error("nothing to run with these --only / --targets")
     if a.stream_samples < 1 or a.stream_duration < 1:
         ap.error("--stream-samples and --stream-duration must be >= 1")
@@ -1162,6 +1174,85 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
     write_csv(a, started, "cache", ["row", "mode", "target", "tps"],
               [[r["workload"], r["mode"], t, "" if v is None else f"{v:.1f}"]
                for r in results for t, v in r["tps"].items()])
+
+
+# --------------------------------------------------------------------------
+# the stats table: what collecting workload statistics costs
+
+def run_stats(a, base, pg_port, started, mach):
+    binary = os.path.abspath(a.binary)
+    sports, procs, snotes = {}, {}, []
+    for t in STATS_TARGETS:
+        extra = list(a.extra) + (["--stats", "off"] if t == "pgvalet-nostats" else [])
+        try:
+            if not os.path.isfile(binary):
+                raise RuntimeError(f"{a.binary} does not exist (make all)")
+            port, proc, errpath = start_pgvalet(base, binary, pg_port, a.pool_mode,
+                                                a.pool_size, a.workers, extra,
+                                                name=f"{t}-stats")
+            sports[t] = port
+            procs[t] = (proc, errpath)
+        except RuntimeError as e:
+            log(f"{t} failed to start, marking it N/A:\n{e}")
+            snotes.append(f"{t}: failed to start: " + str(e).splitlines()[0])
+    psql(pg_port, "CHECKPOINT", timeout=120)
+    warm = max(1, min(3, a.duration))
+    for t, port in sports.items():
+        _tps, err = pgbench(port, ["-n", "-S", "-c", str(a.clients), "-j", str(a.jobs),
+                                   "-T", str(warm)], warm + 60)
+        log(f"warm-up {t} ({warm}s)" + (f": {err}" if err else ""))
+    log(f"stats table: {len(a.stats_rows)} rows x {len(STATS_TARGETS)} x {a.duration}s")
+    results = []
+    for i, (name, _w, mode, wargs) in enumerate(a.stats_rows):
+        res = {"row": name, "tps": {}, "errors": {}}
+        order = list(STATS_TARGETS) if i % 2 == 0 else list(reversed(STATS_TARGETS))
+        for t in order:  # alternate who goes first: no order bias
+            if t not in sports or procs[t][0].poll() is not None:
+                res["tps"][t] = None
+                continue
+            tps, err = pgbench(sports[t], ["-n", "-c", str(a.clients), "-j", str(a.jobs),
+                                           "-T", str(a.duration), "-M", mode] + wargs,
+                               a.duration + 60)
+            res["tps"][t] = tps
+            if err:
+                res["errors"][t] = err
+            log(f"{name:24s} {t:16s} {fmt_tps(tps):>10s}" + (f"  ({err})" if err else ""))
+        results.append(res)
+    for t, (proc, _errpath) in procs.items():
+        stop_process(proc, t)
+
+    def overhead(r):
+        on, off = r["tps"].get("pgvalet"), r["tps"].get("pgvalet-nostats")
+        return None if not on or not off else 100.0 * (off - on) / off
+
+    header = ["row", "stats on tps", "stats off tps", "on/off", "overhead"]
+    table = []
+    for r in results:
+        ov = overhead(r)
+        table.append([r["row"], fmt_tps(r["tps"].get("pgvalet")),
+                      fmt_tps(r["tps"].get("pgvalet-nostats")),
+                      fmt_ratio(r["tps"].get("pgvalet"), r["tps"].get("pgvalet-nostats")),
+                      "N/A" if ov is None else f"{ov:+.1f} %"])
+    print()
+    print(f"workload statistics: pgbench -c {a.clients} -j {a.jobs} -T {a.duration}, "
+          f"scale {a.scale}, pool_mode={a.pool_mode} pool_size={a.pool_size}; pgvalet "
+          f"vs pgvalet --stats off, interleaved")
+    print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
+          f"{started:%Y-%m-%d %H:%M}")
+    print_table(header, table)
+    ovs = [overhead(r) for r in results if overhead(r) is not None]
+    if ovs:
+        print(f"goal: overhead <= {STATS_GOAL_PCT:.0f} % of tps; mean over rows "
+              f"{sum(ovs) / len(ovs):+.1f} %")
+    for r in results:
+        for t, e in r["errors"].items():
+            snotes.append(f"{r['row']} / {t}: {e}")
+    print_notes(snotes)
+    write_csv(a, started, "stats", ["row", "stats_on_tps", "stats_off_tps", "overhead_pct"],
+              [[r["row"], "" if r["tps"].get("pgvalet") is None else f"{r['tps']['pgvalet']:.1f}",
+                "" if r["tps"].get("pgvalet-nostats") is None
+                else f"{r['tps']['pgvalet-nostats']:.1f}",
+                "" if overhead(r) is None else f"{overhead(r):.2f}"] for r in results])
 
 
 # --------------------------------------------------------------------------
@@ -1713,6 +1804,8 @@ def main():
         run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach)
     if a.stream_rows:
         run_stream(a, base, pg_port, started, mach)
+    if a.stats_rows:
+        run_stats(a, base, pg_port, started, mach)
     return 0
 
 
