@@ -224,8 +224,10 @@ get_shape(struct stats *st, struct shard *sh, uint64_t fingerprint,
 	struct shape **link = find_slot(sh, fingerprint), *s = *link;
 
 	if (s) {
-		qlist_remove(&s->lru);
-		qlist_insert_head(&sh->recent, &s->lru);
+		if (sh->recent.next != &s->lru) {	/* not the newest yet */
+			qlist_remove(&s->lru);
+			qlist_insert_head(&sh->recent, &s->lru);
+		}
 		return s;
 	}
 	if (sh->count >= st->max_shapes) {
