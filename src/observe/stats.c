@@ -297,13 +297,38 @@ stats_observe(const struct stmt_observation *o, void *arg)
 	pthread_mutex_unlock(&sh->lock);
 }
 
+/* Calls of fingerprint seen through us that reached Postgres (not hits). */
+static uint64_t
+upstream_calls(struct stats *st, uint64_t fingerprint)
+{
+	uint64_t n = 0;
+	struct shape *s;
+
+	for (int i = 0; i < STATS_SHARDS; i++) {
+		pthread_mutex_lock(&st->shards[i].lock);
+		if ((s = *find_slot(&st->shards[i], fingerprint)))
+			n += s->calls - s->seeded_calls - s->cache_hits;
+		pthread_mutex_unlock(&st->shards[i].lock);
+	}
+	return n;
+}
+
 void
 stats_seed(struct stats *st, uint64_t fingerprint, const char *db,
 	   const char *sql, uint64_t calls, double total_ms, uint64_t rows)
 {
 	struct shard *sh = &st->shards[fingerprint % STATS_SHARDS];
+	uint64_t seen = upstream_calls(st, fingerprint), keep;
 	struct shape *s;
 
+	/* pg_stat_statements also counts what ran through us before it was
+	 * read: keep only the older calls (time and rows pro rata). */
+	if (calls <= seen)
+		return;
+	keep = calls - seen;
+	total_ms = total_ms * (double)keep / (double)calls;
+	rows = (uint64_t)((double)rows * (double)keep / (double)calls);
+	calls = keep;
 	pthread_mutex_lock(&sh->lock);
 	s = get_shape(st, sh, fingerprint, db, sql, strlen(sql));
 	if (s) {

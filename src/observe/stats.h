@@ -83,7 +83,9 @@ void stats_get_thresholds(const struct stats *st, int *duration_ms,
 
 /*
  * A shape's history from elsewhere (pg_stat_statements): counted as
- * calls that took total_ms in all, without latency histogram.
+ * calls that took total_ms in all, without latency histogram.  Calls of
+ * the shape already seen through the proxy that reached Postgres are
+ * taken off (pg_stat_statements counted them too).
  */
 void stats_seed(struct stats *st, uint64_t fingerprint, const char *db,
 		const char *sql, uint64_t calls, double total_ms,

@@ -697,7 +697,10 @@ admin_message(struct client *cl, const struct msg_frame *f)
 	} else {
 		send_error(cl, "ERROR", "0A000", "the admin console answers "
 			   "simple queries only");
-		cl->skip_until_sync = f->type != 'H';
+		if (f->type == 'F')	/* a function call ends like a Query */
+			send_ready(cl, 'I');
+		else	/* extended protocol: the rest waits for Sync */
+			cl->skip_until_sync = f->type != 'H';
 	}
 	cl->flush_pending = true;
 }

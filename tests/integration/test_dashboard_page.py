@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from test_observe import TOKEN, fresh_stats
+
 pytestmark = pytest.mark.proxy_only
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -127,7 +129,8 @@ def number(text):
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed")
 def test_dashboard_page_loads_clean_and_shows_live_figures(proxy, table):
-    p = proxy()
+    p = proxy(extra=["--dashboard-token", TOKEN])
+    fresh_stats(p)          # no shapes seeded from the shared cluster's pg_stat_statements
     conn = p.connect()
     cur = conn.cursor()
     cur.execute(f"SELECT count(*) FROM {table}")

@@ -157,6 +157,32 @@ stats_memory_is_bounded(void **state)
 }
 
 static void
+stats_seed_does_not_count_twice(void **state)
+{
+	struct stats_config cfg = { .max_shapes = 10,
+				    .threshold_duration_ms = 100 };
+	struct stats *st = stats_new(&cfg);
+	struct stats_shape *sh = NULL;
+
+	(void)state;
+	/* 3 calls seen through the proxy, one a cache hit: 2 reached Postgres
+	 * and are in its pg_stat_statements' 10 too */
+	observe(st, 1, 77, "SELECT 77", 1000, false, false);
+	observe(st, 2, 77, "SELECT 77", 1000, true, false);
+	observe(st, 3, 77, "SELECT 77", 1000, false, false);
+	stats_seed(st, 77, "db", "SELECT $1", 10, 100.0, 10);
+	assert_int_equal(stats_get_shapes(st, 0, &sh), 1);
+	assert_int_equal(sh[0].calls, 3 + 8);
+	assert_int_equal(sh[0].rows, 6 + 8);
+	assert_true(sh[0].seeded && sh[0].total_ms == 3.0 + 80.0);
+	free(sh);
+	stats_seed(st, 78, "db", "SELECT 78", 0, 0, 0);	/* nothing to add */
+	assert_int_equal(stats_get_shapes(st, 0, &sh), 1);
+	free(sh);
+	stats_free(st);
+}
+
+static void
 admin_users(void **state)
 {
 	(void)state;
@@ -177,6 +203,7 @@ main(void)
 		cmocka_unit_test(fingerprint_cache_agrees_with_the_parser),
 		cmocka_unit_test(stats_merge_shards_and_mark_slow),
 		cmocka_unit_test(stats_memory_is_bounded),
+		cmocka_unit_test(stats_seed_does_not_count_twice),
 		cmocka_unit_test(admin_users),
 	};
 
