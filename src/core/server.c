@@ -995,6 +995,18 @@ server_run(struct server *srv)
 	sigset_t set;
 	int i, sig;
 
+	/* Every thread started from here on inherits the blocked signals. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* Before the workers listen: once clients get in, so can the
+	 * dashboard's. */
+	if (start_dashboard(srv))
+		return -1;
+	if (srv->stats && stats_seed_start(&srv->seeder))
+		log_warn("stats: cannot start the pg_stat_statements reader");
 	srv->nworkers = srv->cfg.workers;
 	srv->workers = calloc((size_t)srv->nworkers, sizeof(*srv->workers));
 	if (!srv->workers)
@@ -1005,11 +1017,6 @@ server_run(struct server *srv)
 			return -1;
 		}
 	}
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	if (srv->catalog && catalog_start(srv->catalog)) {
 		log_error("cannot start the catalog thread");
 		return -1;
@@ -1026,10 +1033,7 @@ server_run(struct server *srv)
 		log_error("cannot start the push channel's thread");
 		return -1;
 	}
-	if (srv->stats && stats_seed_start(&srv->seeder))
-		log_warn("stats: cannot start the pg_stat_statements reader");
-	if (start_dashboard(srv))
-		return -1;
+
 	/* the URL's database streams from the start; others on first use */
 	if (srv->streams && !stream_db_get(srv->streams,
 					   srv->cfg.upstream.dbname)) {
