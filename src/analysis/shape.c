@@ -1197,8 +1197,8 @@ scan_walk(struct text_scan *s)
  * above).  A text the lexer refuses is left to the parser, which
  * reports the error.
  */
-static bool
-too_complex(const char *sql)
+bool
+analysis_too_complex(const char *sql)
 {
 	PgQueryScanResult sr = pg_query_scan(sql);
 	PgQuery__ScanResult *scan = NULL;
@@ -1268,7 +1268,7 @@ analysis_parse(const char *sql, struct analysis *out, char *err,
 
 	memset(out, 0, sizeof(*out));
 	memset(&b, 0, sizeof(b));
-	if (too_complex(sql))
+	if (analysis_too_complex(sql))
 		return unparsed(sql, out, err, errlen);
 	pr = pg_query_parse_protobuf(sql);
 	if (pr.error) {
@@ -1330,7 +1330,7 @@ analysis_normalize(const char *sql)
 	PgQueryNormalizeResult r;
 	char *s = NULL;
 
-	if (too_complex(sql))
+	if (analysis_too_complex(sql))
 		return NULL;
 	r = pg_query_normalize(sql);
 	if (!r.error && r.normalized_query)

@@ -240,4 +240,11 @@ char *analysis_normalize(const char *sql);
 
 const char *analysis_kind_name(enum analysis_kind kind);
 
+/*
+ * True when libpg_query must not parse 'sql' (its tree would copy too
+ * much or nest deep enough to overflow the stack): analysis_parse()
+ * refuses such a text; any other caller of the parser must too.
+ */
+bool analysis_too_complex(const char *sql);
+
 #endif

@@ -1,0 +1,1 @@
+SELECT * FROM s.p a JOIN c ON c.pid = a.id, d WHERE a.kind IN (1,2) AND d.x BETWEEN 1 AND 2 AND 5 = y ORDER BY c.at DESC LIMIT 3 OFFSET 10000000000

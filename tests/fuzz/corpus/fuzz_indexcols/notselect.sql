@@ -1,0 +1,1 @@
+UPDATE t SET v = 1 WHERE id = 2; SELECT 1

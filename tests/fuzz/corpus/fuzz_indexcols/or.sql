@@ -1,0 +1,1 @@
+SELECT * FROM t WHERE v::text = lower($1) AND t.a = t.b OR x = 1

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT 1) s, t t2 WHERE s.x = t2.y AND now() - interval '1 day' < t2.ts
