@@ -72,6 +72,9 @@ static const char *const pool_mode_names[] = { "session", "transaction",
 static const char *const invalidation_names[] = { "wal", "ttl", "notify",
 						  NULL };
 _Static_assert(sizeof(enum invalidation) == sizeof(int), "enum is not an int");
+static const char *const mode_names[] = { "cache", "observe", "optimize",
+					  NULL };
+_Static_assert(sizeof(enum run_mode) == sizeof(int), "enum is not an int");
 static const char *const off_on_names[] = { "off", "on", NULL };
 
 static const struct opt options[] = {
@@ -173,6 +176,21 @@ static const struct opt options[] = {
 	  .def = "60s", .min = 0, .max = DAY_MS, FIELD(stats_period_ms),
 	  .help = "log the cache, replication stream, bus and push channel "
 		  "counters this often (0 = only at shutdown)" },
+	{ .name = "mode", .type = OPT_ENUM,
+	  .metavar = "cache|observe|optimize", .def = "cache",
+	  .choices = mode_names, FIELD(mode),
+	  .help = "cache: cache results and recommend indexes; observe: "
+		  "recommend only and serve no cached answers; optimize: "
+		  "cache and also create the indexes it verified with hypopg "
+		  "(CREATE INDEX CONCURRENTLY pgvalet_idx_*)" },
+	{ .name = "max-indexes-per-hour", .type = OPT_INT, .metavar = "N",
+	  .def = "2", .min = 0, .max = 1000, FIELD(max_indexes_per_hour),
+	  .help = "--mode optimize creates at most this many indexes in any "
+		  "hour (0 = none)" },
+	{ .name = "exclude-tables", .type = OPT_STRING, .metavar = "LIST",
+	  .def = "", FIELD(exclude_tables),
+	  .help = "comma-separated tables (schema.table or table) on which "
+		  "--mode optimize never creates an index" },
 	{ .name = "stats", .type = OPT_ENUM, .metavar = "on|off", .def = "on",
 	  .choices = off_on_names, FIELD(stats_on),
 	  .help = "collect per-statement-shape workload statistics (admin "
@@ -903,6 +921,9 @@ check_final(struct loader *ld)
 	}
 	if (check_cache_tier(ld) < 0)
 		return -1;
+	/* observe mode serves no cached answer: the cache is simply off */
+	if (cfg->mode == MODE_OBSERVE)
+		ld->cfg->cache_size = 0;
 	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0')) {
 		fail(ld, "tls-cert and tls-key must be set together (only %s "
 			 "is set)",
@@ -985,7 +1006,8 @@ config_print_help(FILE *out)
 		"Usage: pgvalet --upstream URL [options]\n"
 		"       pgvalet clean --upstream URL [options]   (drop the "
 		"triggers, schema,\n"
-		"       publication and --replication-slot pgvalet created)\n"
+		"       indexes, publication and --replication-slot pgvalet "
+		"created)\n"
 		"\n"
 		"pgvalet %s: a PostgreSQL connection pooler.  Clients connect "
 		"to it\nas if it were the server at URL.\n"

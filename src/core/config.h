@@ -22,6 +22,9 @@ enum invalidation {
 	INVALIDATION_TTL = 1,
 	INVALIDATION_NOTIFY = 2,
 };
+/* cache: cache + advice; observe: advice only, no cached answers;
+ * optimize: cache + advice + the indexes it verified (see advisor.h). */
+enum run_mode { MODE_CACHE = 0, MODE_OBSERVE = 1, MODE_OPTIMIZE = 2 };
 
 struct config {
 	struct pg_url upstream;		/* --upstream (required) */
@@ -48,6 +51,9 @@ struct config {
 	char cache_tier[512];		/* --cache-tier redis://..., "" = none */
 	int cache_tier_timeout_ms;	/* --cache-tier-timeout, default 2ms */
 	int stats_period_ms;		/* --stats-period, 60s; 0 = never */
+	enum run_mode mode;		/* --mode, default cache */
+	int max_indexes_per_hour;	/* --max-indexes-per-hour, 2 */
+	char exclude_tables[1024];	/* --exclude-tables, comma list */
 	int stats_on;			/* --stats on|off, default on */
 	int stats_max_shapes;		/* --stats-max-shapes, default 1000 */
 	int threshold_duration_ms;	/* --threshold-duration-ms, 100 */
