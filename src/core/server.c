@@ -27,7 +27,10 @@
 #include "invalidate/stream.h"
 #include "http/dashboard.h"
 #include "net/tls.h"
+#include "observe/advisor.h"
+#include "observe/audit.h"
 #include "observe/fingerprint.h"
+#include "observe/nplus1.h"
 #include "observe/observe.h"
 #include "observe/stats.h"
 #include "pool/backend.h"
@@ -382,6 +385,54 @@ init_observe(struct server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+static char *
+advice_json(void *advisor)
+{
+	return advisor_advice_json(advisor);
+}
+
+static char *
+audit_json_of(void *advisor)
+{
+	return advisor_audit_json(advisor);
+}
+
+static char *
+nplus1_json_of(void *np)
+{
+	return nplus1_json(np);
+}
+
+/*
+ * The index advisor and N+1 detector listen to every statement; the
+ * dashboard serves their findings at /api/advice, /api/audit and
+ * /api/nplus1.
+ */
+static int
+init_optimizer(struct server *srv, char *err, size_t errlen)
+{
+	srv->audit = audit_new();
+	srv->nplus1 = nplus1_new();
+	srv->advisor = srv->audit && srv->nplus1 ?
+		advisor_new(&srv->cfg, srv->nplus1, srv->audit) : NULL;
+	if (!srv->advisor) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (observe_add_listener(advisor_observe, srv->advisor) ||
+	    observe_add_listener(nplus1_observe, srv->nplus1)) {
+		snprintf(err, errlen, "too many statement listeners");
+		return -1;
+	}
+	if (dashboard_add_json("/api/advice", advice_json, srv->advisor) ||
+	    dashboard_add_json("/api/audit", audit_json_of, srv->advisor) ||
+	    dashboard_add_json("/api/nplus1", nplus1_json_of, srv->nplus1)) {
+		snprintf(err, errlen, "too many dashboard documents");
+		return -1;
+	}
+	return 0;
+}
+
 int
 server_init(struct server *srv, const struct config *cfg, char *err,
 	    size_t errlen)
@@ -415,6 +466,8 @@ server_init(struct server *srv, const struct config *cfg, char *err,
 		return -1;
 	close(fd);
 	if (init_observe(srv, err, errlen))
+		return -1;
+	if (init_optimizer(srv, err, errlen))
 		return -1;
 	return init_cache(srv, err, errlen);
 }
@@ -450,6 +503,9 @@ server_free(struct server *srv)
 	catalog_free(srv->catalog);
 	fp_cache_free(srv->fingerprints);
 	stats_free(srv->stats);
+	advisor_free(srv->advisor);	/* stops its thread first */
+	nplus1_free(srv->nplus1);
+	audit_free(srv->audit);
 	if (srv->cache)
 		cache_store_free(srv->cache);
 	if (srv->client_tls)
@@ -799,8 +855,9 @@ print_banner(const struct server *srv)
 		 cfg->pool_size, srv->nworkers, srv->nworkers == 1 ? "" : "s",
 		 srv->client_tls ? "on" : "off");
 	if (!srv->cache) {
-		log_info("result cache off (%s)", cfg->cache_size ?
-			 "it needs --pool-mode transaction" :
+		log_info("result cache off (%s)", cfg->mode == MODE_OBSERVE ?
+			 "--mode observe serves no cached answers" :
+			 cfg->cache_size ? "it needs --pool-mode transaction" :
 			 "--cache-size 0");
 		return;
 	}
@@ -1033,7 +1090,10 @@ server_run(struct server *srv)
 		log_error("cannot start the push channel's thread");
 		return -1;
 	}
-
+	if (advisor_start(srv->advisor)) {
+		log_error("cannot start the index advisor's thread");
+		return -1;
+	}
 	/* the URL's database streams from the start; others on first use */
 	if (srv->streams && !stream_db_get(srv->streams,
 					   srv->cfg.upstream.dbname)) {
@@ -1056,5 +1116,6 @@ server_run(struct server *srv)
 		close(srv->workers[i].listen_fd);
 		loop_destroy(&srv->workers[i].loop);
 	}
+	advisor_stop(srv->advisor);
 	return 0;
 }

@@ -35,6 +35,9 @@ struct cache_wait;
 struct fp_cache;
 struct stats;
 struct dashboard;
+struct advisor;
+struct audit;
+struct nplus1;
 
 /* Someone allowed to log in: the upstream URL's user or an auth-file one. */
 struct user_cred {
@@ -155,6 +158,11 @@ struct server {
 	int64_t started_us;
 	pthread_mutex_t clients_lock;
 	struct qlist client_infos;	/* struct client_info.link */
+	/* The self-optimizer (observe/): index advisor and its audit log,
+	 * N+1 and deep-OFFSET detection. */
+	struct advisor *advisor;
+	struct audit *audit;
+	struct nplus1 *nplus1;
 };
 
 /* Build everything from cfg: resolve, TLS, auth file; -1 with err set. */

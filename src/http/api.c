@@ -20,6 +20,7 @@
 #include "invalidate/bus.h"
 #include "invalidate/push.h"
 #include "invalidate/stream.h"
+#include "observe/advisor.h"
 #include "observe/stats.h"
 
 /* ---- gathering ------------------------------------------------------------ */
@@ -401,6 +402,8 @@ api_apply_settings(struct server *srv, const char *body, size_t len,
 	}
 	if (srv->stats)
 		stats_set_thresholds(srv->stats, s.duration_ms, s.impact_pct);
+	if (srv->advisor)
+		advisor_set_threshold(srv->advisor, s.duration_ms);
 	if (s.ttl_ms >= 0) {
 		cache_set_ttl(srv->cache, (uint64_t)s.ttl_ms);
 		atomic_store(&srv->cache_ttl_ms, s.ttl_ms);

@@ -18,6 +18,23 @@ static const char TRIGGERS_SQL[] =
 	" WHERE t.tgname IN ('pgvalet_ins', 'pgvalet_upd', 'pgvalet_del',"
 	"  'pgvalet_trunc') ORDER BY 1";
 
+/*
+ * The indexes --mode optimize created (pgvalet_idx_*, commented so by
+ * the advisor: an index someone else named so stays), and hypopg when
+ * the advisor installed it.
+ */
+static const char INDEXES_SQL[] =
+	"SELECT format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', n.nspname,"
+	" c.relname) FROM pg_class c JOIN pg_namespace n ON"
+	" n.oid = c.relnamespace WHERE c.relkind = 'i' AND"
+	" c.relname LIKE 'pgvalet\\_idx\\_%' AND"
+	" obj_description(c.oid, 'pg_class') LIKE 'created by pgvalet%'"
+	" ORDER BY 1";
+static const char HYPOPG_SQL[] =
+	"SELECT 'DROP EXTENSION hypopg' FROM pg_extension WHERE"
+	" extname = 'hypopg' AND obj_description(oid, 'pg_extension') LIKE"
+	" 'created by pgvalet%'";
+
 static bool
 exec_print(PGconn *conn, const char *sql, FILE *out)
 {
@@ -68,6 +85,8 @@ pgvalet_clean(const struct config *cfg, FILE *out)
 		return 1;
 	}
 	ok = exec_generated(conn, TRIGGERS_SQL, NULL, out) &&
+	     exec_generated(conn, INDEXES_SQL, NULL, out) &&
+	     exec_generated(conn, HYPOPG_SQL, NULL, out) &&
 	     exec_generated(conn,
 			    "SELECT 'DROP SCHEMA _pgvalet CASCADE' FROM"
 			    " pg_namespace WHERE nspname = '_pgvalet' AND"

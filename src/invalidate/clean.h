@@ -1,7 +1,9 @@
 /*
  * clean.h - `pgvalet clean`: remove from the upstream database what
  * pgvalet created there: its NOTIFY triggers, the _pgvalet schema and its
- * trigger function, its publication (only when pgvalet created it) and
+ * trigger function, the indexes --mode optimize created and hypopg if
+ * the index advisor installed it, its publication (only when pgvalet
+ * created it) and
  * the permanent replication slot named by --replication-slot (when no one
  * is using it).  Idempotent; prints one line per object dropped.
  */

@@ -17,6 +17,9 @@
 #include "core/clock.h"
 #include "core/server.h"
 #include "invalidate/stream.h"
+#include "observe/advisor.h"
+#include "observe/audit.h"
+#include "observe/nplus1.h"
 #include "observe/stats.h"
 #include "proto/msg.h"
 
@@ -302,6 +305,43 @@ show_shapes(struct server *srv, struct buf *b)
 	return table_end(&t);
 }
 
+/* SHOW ADVICE, SHOW AUDIT, SHOW NPLUS1: the self-optimizer's records. */
+static void
+add_row(void *table, const char *const *vals)
+{
+	table_row(table, vals);
+}
+
+static int
+show_rows(struct buf *b, const char *const *cols, int ncols,
+	  void (*rows)(void *obj, observe_row_fn fn, void *arg), void *obj)
+{
+	struct table t;
+
+	table_begin(&t, b, cols, ncols);
+	if (obj)
+		rows(obj, add_row, &t);
+	return table_end(&t);
+}
+
+static void
+advice_rows(void *ad, observe_row_fn fn, void *arg)
+{
+	advisor_advice_rows(ad, fn, arg);
+}
+
+static void
+audit_rows_of(void *au, observe_row_fn fn, void *arg)
+{
+	audit_rows(au, fn, arg);
+}
+
+static void
+nplus1_rows_of(void *np, observe_row_fn fn, void *arg)
+{
+	nplus1_rows(np, fn, arg);
+}
+
 static int
 show_help(struct buf *b)
 {
@@ -312,6 +352,9 @@ show_help(struct buf *b)
 		{ "SHOW CLIENTS", "client connections" },
 		{ "SHOW CACHE", "result cache and replication stream" },
 		{ "SHOW SHAPES", "per statement shape statistics" },
+		{ "SHOW ADVICE", "index advice, verified with hypopg" },
+		{ "SHOW AUDIT", "what the index advisor did, and why" },
+		{ "SHOW NPLUS1", "N+1 query loops and deep OFFSETs" },
 	};
 	struct table t;
 
@@ -393,6 +436,15 @@ admin_query(struct server *srv, struct buf *out, const char *text,
 		return show_cache(srv, out);
 	if (strcmp(cmd, "SHOW SHAPES") == 0)
 		return show_shapes(srv, out);
+	if (strcmp(cmd, "SHOW ADVICE") == 0)
+		return show_rows(out, advisor_advice_columns,
+				 ADVISOR_ADVICE_NCOLS, advice_rows, srv->advisor);
+	if (strcmp(cmd, "SHOW AUDIT") == 0)
+		return show_rows(out, audit_columns, AUDIT_NCOLS, audit_rows_of,
+				 srv->audit);
+	if (strcmp(cmd, "SHOW NPLUS1") == 0)
+		return show_rows(out, nplus1_columns, NPLUS1_NCOLS,
+				 nplus1_rows_of, srv->nplus1);
 	if (strcmp(cmd, "SHOW HELP") == 0 || strcmp(cmd, "SHOW") == 0)
 		return show_help(out);
 	if ((tag = no_op_tag(cmd))) {

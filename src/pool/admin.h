@@ -3,7 +3,7 @@
  * in to the virtual database "pgvalet" (authenticated like any client;
  * allowed: the upstream URL's user and --admin-users) talks to the proxy
  * itself.  Simple Query only: SHOW STATS, SHOW POOLS, SHOW CLIENTS,
- * SHOW CACHE, SHOW SHAPES, SHOW HELP; BEGIN/COMMIT/ROLLBACK/SET/RESET
+ * SHOW CACHE, SHOW SHAPES, SHOW ADVICE, SHOW AUDIT, SHOW NPLUS1, SHOW HELP; BEGIN/COMMIT/ROLLBACK/SET/RESET
  * are accepted and do nothing (drivers send them); anything else gets an
  * ErrorResponse and the session goes on.
  *
