@@ -63,7 +63,12 @@ class Pending:
 
 
 def engine_cache(engine: Any):
-    return getattr(engine, "_pgvalet_orm", None)
+    """The OrmCache bound to engine (or to the Engine an execution_options() copy wraps)."""
+    cache = getattr(engine, "_pgvalet_orm", None)
+    if cache is None:
+        proxied = getattr(engine, "_proxied", None)
+        cache = getattr(proxied, "_pgvalet_orm", None) if proxied is not None else None
+    return cache
 
 
 def _info(fairy: Any) -> Optional[dict]:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import RelationshipProperty
 from sqlalchemy.orm.interfaces import MANYTOMANY, ONETOMANY
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import (BinaryExpression, BindParameter, BooleanClauseList,
-                                     ColumnClause, TextClause)
+                                     ColumnClause, False_, TextClause, True_)
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Exists, TableClause
 
@@ -190,12 +190,19 @@ def analyze(statement: Any, params: Mapping[str, Any], registry: Registry) -> Op
                 if t.name == table_name:
                     pk_cols = [c.name for c in t.primary_key.columns]
         for c in conj:
-            if not isinstance(c, BinaryExpression) or not isinstance(c.right, BindParameter):
+            if isinstance(c, BinaryExpression) and isinstance(c.right, (True_, False_)) and \
+                    c.operator is operators.eq:
+                right_value: Any = isinstance(c.right, True_)
+            elif isinstance(c, BinaryExpression) and isinstance(c.right, BindParameter):
+                right_value = None
+            else:
                 continue
             left = c.left
             if getattr(getattr(left, "table", None), "name", None) != table_name:
                 continue
-            if c.operator is operators.eq and not c.right.expanding:
+            if right_value is not None:
+                eq[left.name] = (left, right_value)
+            elif c.operator is operators.eq and not c.right.expanding:
                 eq[left.name] = (left, _bound_value(c.right, params))
             elif c.operator is operators.in_op and c.right.expanding:
                 ins[left.name] = (left, _bound_value(c.right, params))
