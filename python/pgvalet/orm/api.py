@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
+import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from sqlalchemy import inspect as sa_inspect
@@ -106,20 +107,26 @@ def _parse_models(models: Any, default_timeout: int
 
 def configure(*, backend: str = "mem://", models: Mapping[str, Any],
               prefix: str = "pgvalet", default_timeout: int = 3600,
-              serializer: Any = "pickle", follow_proxy: bool = True) -> "OrmCache":
+              serializer: Any = "pickle", follow_proxy: bool = True,
+              push_wait: float = 2.0) -> "OrmCache":
     """A new OrmCache.  Bad configuration raises ValueError naming the key and value.
 
     follow_proxy: when a bound engine runs through pgvalet (pgvalet.sqlalchemy
     engines), also apply the proxy's push-channel invalidations (text() writes,
-    other processes, psql), and bypass the cache while that channel is down.
+    other processes, psql), and bypass the cache while that channel is down;
+    bind() waits up to push_wait seconds for the channel to come up.
     """
     _positive_int("default_timeout", default_timeout)
     if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
         raise ValueError(f"prefix={prefix!r}: expected a non-empty string without spaces")
     parsed = _parse_models(models, default_timeout)
     ser = _Serializer(serializer)
-    return OrmCache(open_backend(backend), backend, parsed, prefix, default_timeout, ser,
-                    follow_proxy)
+    if isinstance(push_wait, bool) or not isinstance(push_wait, (int, float)) or push_wait < 0:
+        raise ValueError(f"push_wait={push_wait!r}: expected seconds >= 0")
+    cache = OrmCache(open_backend(backend), backend, parsed, prefix, default_timeout, ser,
+                     follow_proxy)
+    cache.push_wait = float(push_wait)
+    return cache
 
 
 def _model_path(cls: type) -> str:
@@ -141,11 +148,12 @@ class OrmCache:
         self._subscriptions: List[Any] = []
         self._stats_lock = threading.Lock()
         self._stats = dict(hits=0, misses=0, sets=0, sets_rejected=0, bypassed=0,
-                           invalidations=0, errors=0, flushes=0)
+                           invalidations=0, errors=0, flushes=0, push_events=0)
         self._healthy = True          # the backend took every invalidation we owed it
         self._push: Dict[int, Dict[str, Any]] = {}   # id(engine) -> push channel state
         self._stateful = False        # some connection ran a session-level SET
         self._closed = False
+        self.push_wait = 2.0
         self._e_tag = keys.tag_key(prefix, "E")
         self._all_gen = keys.gen_key(prefix, "*")
 
@@ -176,7 +184,18 @@ class OrmCache:
             self._push[id(sync)] = state
             self._subscriptions.append(
                 _push.subscribe(address, lambda ev, st=state: self._on_push_event(ev, st)))
+            self.wait_ready(self.push_wait)
         return Done(self)
+
+    def wait_ready(self, timeout: float = 5.0) -> bool:
+        """Wait until the push channel of every followed proxy says the database is up
+        (until then the cache is bypassed).  bind() already waits push_wait seconds."""
+        deadline = time.monotonic() + timeout
+        while not all(st["up"] for st in self._push.values()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def execute(self, session: Any, stmt: Any, params: Optional[Mapping[str, Any]] = None,
                 *, timeout: Optional[int] = None):
@@ -273,6 +292,8 @@ class OrmCache:
         """Apply one push-channel event of the proxy an engine runs through."""
         kind = event.get("type")
         db = state.get("db")
+        if kind in ("lost", "flush", "invalidate") and event.get("db") in (None, db):
+            self._count("push_events")
         if kind == "lost":
             state["up"] = False
             self._flush()

@@ -12,6 +12,7 @@ misses.
 from __future__ import annotations
 
 import pickle
+import threading
 from typing import List, Optional, Sequence
 
 from pymemcache.client.base import Client
@@ -27,12 +28,21 @@ class MemcachedBackend(Backend):
         self.client = Client((host, port), connect_timeout=5, timeout=5, no_delay=True,
                              default_noreply=False)
         self.address = f"{host}:{port}"
+        self.lock = threading.Lock()      # one connection; the push thread invalidates too
 
     def snapshot(self, gens: Sequence[str]) -> List[Optional[str]]:
+        with self.lock:
+            return self._snapshot(gens)
+
+    def _snapshot(self, gens: Sequence[str]) -> List[Optional[str]]:
         got = self.client.get_many(list(gens))
         return [got[g].decode() if g in got else None for g in gens]
 
     def fetch(self, key: str) -> Optional[bytes]:
+        with self.lock:
+            return self._fetch(key)
+
+    def _fetch(self, key: str) -> Optional[bytes]:
         raw = self.client.get(key)
         if raw is None:
             return None
@@ -46,6 +56,10 @@ class MemcachedBackend(Backend):
         return payload
 
     def store(self, key, payload, ttl, tags, gens, snapshot) -> bool:
+        with self.lock:
+            return self._store(key, payload, ttl, tags, gens, snapshot)
+
+    def _store(self, key, payload, ttl, tags, gens, snapshot) -> bool:
         tags = list(dict.fromkeys(tags))
         got = self.client.get_many(tags) if tags else {}
         missing = [t for t in tags if t not in got]
@@ -55,7 +69,7 @@ class MemcachedBackend(Backend):
             got.update(self.client.get_many(missing))
             if any(t not in got for t in tags):
                 return False
-        if self.snapshot(gens) != list(snapshot):
+        if self._snapshot(gens) != list(snapshot):
             return False
         value = pickle.dumps(([(t, got[t].decode()) for t in tags], payload),
                              protocol=pickle.HIGHEST_PROTOCOL)
@@ -65,10 +79,16 @@ class MemcachedBackend(Backend):
             return False
 
     def bump(self, gens, tags) -> None:
-        if gens:
-            self.client.set_many({g: fresh_token() for g in gens}, expire=GEN_TTL)
-        if tags:
-            self.client.delete_many(list(tags))
+        with self.lock:
+            if gens:
+                self.client.set_many({g: fresh_token() for g in gens}, expire=GEN_TTL)
+            if tags:
+                # pipelined, unacknowledged deletes, then one acknowledged command on the
+                # same connection: memcached runs a connection's commands in order, so when
+                # its reply arrives every delete is done
+                self.client.delete_many(list(tags), noreply=True)
+                self.client.get(tags[0])
 
     def close(self) -> None:
-        self.client.close()
+        with self.lock:
+            self.client.close()
