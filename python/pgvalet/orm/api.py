@@ -390,10 +390,13 @@ class OrmCache:
                   engine.get_execution_options().get("isolation_level"),
                   getattr(engine.dialect, "isolation_level", None),
                   getattr(engine.dialect, "default_isolation_level", None)]
+        schema_maps = [state.execution_options.get("schema_translate_map"),
+                       engine.get_execution_options().get("schema_translate_map")]
         for conn in conns:
             fairy = conn.connection
             if hooks.connection_wrote(fairy):
                 return self._bypass()
+            schema_maps.append(conn.get_execution_options().get("schema_translate_map"))
             levels.append(conn.get_execution_options().get("isolation_level"))
             levels.append(fairy.info.get(hooks.TX_ISOLATION))
             state_token.extend(fairy.info.get(hooks.SESSION_STATE, ()))
@@ -422,10 +425,9 @@ class OrmCache:
             text = None
         if text is None:
             return self._bypass()
-        schema_map = state.execution_options.get("schema_translate_map") or \
-            engine.get_execution_options().get("schema_translate_map")
+        maps = [sorted(m.items(), key=repr) for m in schema_maps if m]
         key = keys.entry_key(self.prefix, engine.url.render_as_string(hide_password=True),
-                             text, repr(state_token), repr(sorted((schema_map or {}).items())))
+                             text, repr(state_token), repr(maps))
         try:
             payload = self.backend.fetch(key)
         except Exception as e:
