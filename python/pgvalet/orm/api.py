@@ -30,6 +30,8 @@ log = logging.getLogger("pgvalet.orm")
 
 OPS = frozenset({"get", "fetch", "count", "exists"})
 RR_LEVELS = ("REPEATABLE READ", "SERIALIZABLE")
+PLAN_CACHE_SIZE = 2000
+_NO_PLAN = object()
 
 
 class Done:
@@ -144,6 +146,7 @@ class OrmCache:
         self.serializer = serializer
         self.follow_proxy = follow_proxy
         self._registry = tagmod.Registry()
+        self._plans: Dict[Any, Optional[tagmod.Plan]] = {}   # cache key -> Plan
         self._engines: List[Any] = []
         self._subscriptions: List[Any] = []
         self._stats_lock = threading.Lock()
@@ -337,7 +340,7 @@ class OrmCache:
             return False
         return self._healthy or self._recover()
 
-    def _config_for(self, an: "tagmod.Analysis", explicit: Optional[Mapping[str, Any]]
+    def _config_for(self, an: "tagmod.Plan", explicit: Optional[Mapping[str, Any]]
                     ) -> Optional[int]:
         """The entry's timeout, or None if the models config says not to cache."""
         timeout = None
@@ -410,20 +413,25 @@ class OrmCache:
             return self._bypass()
         statement = state.statement
         try:
-            an = tagmod.analyze(statement, params, self._registry)
+            cache_key = statement._generate_cache_key()
+            if cache_key is None:
+                return self._bypass()
+            an = self._plans.get(cache_key.key, _NO_PLAN)
+            if an is _NO_PLAN:
+                an = tagmod.plan(statement, cache_key.bindparams, self._registry)
+                if len(self._plans) >= PLAN_CACHE_SIZE:
+                    self._plans.clear()
+                self._plans[cache_key.key] = an
+            if an is None:
+                return self._bypass()
+            ttl = self._config_for(an, explicit)
+            if ttl is None:
+                return self._bypass()
+            values = [params.get(b.key, b.effective_value) for b in cache_key.bindparams]
+            statement_tags = an.tags(values)
+            text = keys.statement_text(statement, cache_key, params)
         except Exception as e:  # an unusual construct: never cached
             log.debug("pgvalet.orm: not analysable (%s)", e)
-            an = None
-        if an is None:
-            return self._bypass()
-        ttl = self._config_for(an, explicit)
-        if ttl is None:
-            return self._bypass()
-        try:
-            text = keys.statement_text(statement, params)
-        except Exception:
-            text = None
-        if text is None:
             return self._bypass()
         maps = [sorted(m.items(), key=repr) for m in schema_maps if m]
         key = keys.entry_key(self.prefix, engine.url.render_as_string(hide_password=True),
@@ -453,10 +461,10 @@ class OrmCache:
             return None
         result = state.invoke_statement()
         frozen = result.freeze()
-        self._fill(key, frozen, an, ttl, gens, snapshot, conns)
+        self._fill(key, frozen, an, statement_tags, ttl, gens, snapshot, conns)
         return frozen()
 
-    def _fill(self, key, frozen, an, ttl, gens, snapshot, conns) -> None:
+    def _fill(self, key, frozen, an, statement_tags, ttl, gens, snapshot, conns) -> None:
         try:
             rtags, rtables = tagmod.result_tags(frozen.data)
         except Exception as e:
@@ -470,7 +478,7 @@ class OrmCache:
             return
         if not self._healthy:
             return
-        all_tags = sorted(an.tags | rtags | {"E"})
+        all_tags = sorted(statement_tags | rtags | {"E"})
         try:
             payload = self.serializer.dumps(frozen)
             ok = self.backend.store(key, payload, ttl,

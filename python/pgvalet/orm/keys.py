@@ -30,11 +30,9 @@ def gen_key(prefix: str, table: str) -> str:
     return f"{prefix}:g:{_h(table, 8)}"
 
 
-def statement_text(statement: Any, parameters: Optional[Mapping[str, Any]]) -> Optional[str]:
-    """SQL + parameter values of an ORM statement, or None when it has no cache key."""
-    cache_key = statement._generate_cache_key()
-    if cache_key is None:
-        return None
+def statement_text(statement: Any, cache_key: Any, parameters: Optional[Mapping[str, Any]]
+                   ) -> str:
+    """SQL + parameter values of an ORM statement (cache_key: its _generate_cache_key())."""
     if len(_STATEMENT_TEXT) > _STATEMENT_TEXT_MAX:
         _STATEMENT_TEXT.clear()
     return cache_key.to_offline_string(_STATEMENT_TEXT, statement, dict(parameters or {}))

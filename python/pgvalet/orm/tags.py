@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Mapper
 from sqlalchemy.orm import RelationshipProperty
 from sqlalchemy.orm.interfaces import MANYTOMANY, ONETOMANY
 from sqlalchemy.sql import operators, visitors
@@ -74,6 +76,14 @@ def row_text(values: Iterable[Any]) -> str:
     return ":".join(str(v) for v in values)
 
 
+_mapper_epoch = [0]     # +1 whenever a mapper is configured (rebuild the Registry)
+
+
+@event.listens_for(Mapper, "mapper_configured")
+def _mapper_configured(mapper: Any, cls: Any) -> None:
+    _mapper_epoch[0] += 1
+
+
 class Registry:
     """Tables <-> mappers, from every configured SQLAlchemy registry (rebuilt when new
     mappers appear)."""
@@ -84,14 +94,15 @@ class Registry:
         self.closure: Dict[str, Tuple[str, ...]] = {}
 
     def refresh(self) -> None:
-        mappers = list(iter_mappers())
-        if len(mappers) == self.count:
+        if self.count == _mapper_epoch[0]:
             return
+        epoch = _mapper_epoch[0]
+        mappers = list(iter_mappers())
         by_table: Dict[str, List[Any]] = {}
         for m in mappers:
             for t in m.tables:
                 by_table.setdefault(t.name, []).append(m)
-        self.by_table, self.count, self.closure = by_table, len(mappers), {}
+        self.by_table, self.count, self.closure = by_table, epoch, {}
 
     def mappers_of(self, table: str) -> List[Any]:
         return self.by_table.get(table, [])
@@ -120,12 +131,43 @@ class Registry:
         return got
 
 
-@dataclass
-class Analysis:
-    kind: str                                   # get, fetch, count, exists
-    tables: List[str]                           # read by the statement itself
-    tags: Set[str] = field(default_factory=set)
-    snapshot_tables: Tuple[str, ...] = ()
+class Plan:
+    """What a statement's structure says (cached per SQLAlchemy cache key): kind, tables,
+    and how to build its tags from the parameter values of one execution."""
+
+    __slots__ = ("kind", "tables", "snapshot_tables", "static", "get_table", "get_values",
+                 "pred_table", "pred_column", "pred_values", "pred_in")
+
+    def __init__(self, kind: str, tables: List[str]):
+        self.kind = kind
+        self.tables = tables
+        self.snapshot_tables: Tuple[str, ...] = ()
+        self.static: Set[str] = set()
+        self.get_table: Optional[str] = None
+        self.get_values: List[Tuple[str, Any]] = []   # ("bind", index) | ("const", value)
+        self.pred_table: Optional[str] = None
+        self.pred_column: Any = None
+        self.pred_values: Tuple[str, Any] = ("const", None)
+        self.pred_in = False
+
+    def tags(self, values: List[Any]) -> Set[str]:
+        """Tags of one execution; values = the cache key's bindparams' values, in order."""
+        out = set(self.static)
+
+        def value(spec: Tuple[str, Any]) -> Any:
+            return values[spec[1]] if spec[0] == "bind" else spec[1]
+        if self.get_table is not None:
+            out.add(f"R|{self.get_table}|{row_text(value(v) for v in self.get_values)}")
+        if self.pred_table is not None:
+            raw = value(self.pred_values)
+            items = list(raw) if self.pred_in and isinstance(raw, (list, tuple, set)) else [raw]
+            texts = [norm(self.pred_column, v) for v in items] if items else [None]
+            if all(t is not None for t in texts) and (self.pred_in or len(items) == 1):
+                out.update(f"P|{self.pred_table}|{self.pred_column.name}|{t}" for t in texts)
+                out.add(f"Q|{self.pred_table}")
+            else:
+                out.add(f"A|{self.pred_table}")   # not a usable value: any row write
+        return out
 
 
 def _conjuncts(clause: Any) -> List[Any]:
@@ -139,16 +181,15 @@ def _conjuncts(clause: Any) -> List[Any]:
     return [clause]
 
 
-def _bound_value(bind: BindParameter, params: Mapping[str, Any]) -> Any:
-    if bind.key in params:
-        return params[bind.key]
-    if bind.callable is not None:
-        return bind.callable()
-    return bind.value
+def _supported(column: Any) -> bool:
+    ctype = getattr(column, "type", None)
+    return isinstance(ctype, SUPPORTED_TYPES) and not isinstance(ctype, sa.Enum)
 
 
-def analyze(statement: Any, params: Mapping[str, Any], registry: Registry) -> Optional[Analysis]:
-    """Tables, kind and statement-level tags of an ORM SELECT; None = do not cache."""
+def plan(statement: Any, bindparams: List[BindParameter], registry: Registry
+         ) -> Optional[Plan]:
+    """The Plan of an ORM SELECT, or None: never cache it (not a SELECT, FOR UPDATE,
+    text, literal SQL, functions not known to be pure, no table)."""
     if not isinstance(statement, sa.sql.Select):
         return None
     if getattr(statement, "_for_update_arg", None) is not None:
@@ -177,62 +218,59 @@ def analyze(statement: Any, params: Mapping[str, Any], registry: Registry) -> Op
         kind = "count"
     else:
         kind = "fetch"
-    an = Analysis(kind=kind, tables=tables)
+    out = Plan(kind, tables)
+    index = {id(b): i for i, b in enumerate(bindparams)}
+
+    def spec(right: Any) -> Optional[Tuple[str, Any]]:
+        if isinstance(right, (True_, False_)):
+            return ("const", isinstance(right, True_))
+        if isinstance(right, BindParameter) and id(right) in index:
+            return ("bind", index[id(right)])
+        return None
     covered = None
     if len(tables) == 1:
         table_name = tables[0]
-        conj = _conjuncts(statement.whereclause)
-        eq: Dict[str, Any] = {}
-        ins: Dict[str, Any] = {}
+        eq: Dict[str, Tuple[Any, Tuple[str, Any]]] = {}
+        ins: Dict[str, Tuple[Any, Tuple[str, Any]]] = {}
+        for c in _conjuncts(statement.whereclause):
+            if not isinstance(c, BinaryExpression):
+                continue
+            left, right_spec = c.left, spec(c.right)
+            if right_spec is None or \
+                    getattr(getattr(left, "table", None), "name", None) != table_name:
+                continue
+            expanding = isinstance(c.right, BindParameter) and c.right.expanding
+            if c.operator is operators.eq and not expanding:
+                eq.setdefault(left.name, (left, right_spec))
+            elif c.operator is operators.in_op and expanding:
+                ins.setdefault(left.name, (left, right_spec))
         pk_cols = None
         for m in registry.mappers_of(table_name):
             for t in m.tables:
                 if t.name == table_name:
                     pk_cols = [c.name for c in t.primary_key.columns]
-        for c in conj:
-            if isinstance(c, BinaryExpression) and isinstance(c.right, (True_, False_)) and \
-                    c.operator is operators.eq:
-                right_value: Any = isinstance(c.right, True_)
-            elif isinstance(c, BinaryExpression) and isinstance(c.right, BindParameter):
-                right_value = None
-            else:
-                continue
-            left = c.left
-            if getattr(getattr(left, "table", None), "name", None) != table_name:
-                continue
-            if right_value is not None:
-                eq[left.name] = (left, right_value)
-            elif c.operator is operators.eq and not c.right.expanding:
-                eq[left.name] = (left, _bound_value(c.right, params))
-            elif c.operator is operators.in_op and c.right.expanding:
-                ins[left.name] = (left, _bound_value(c.right, params))
         if pk_cols and kind == "fetch" and set(pk_cols) <= set(eq) and \
                 getattr(statement, "_limit_clause", None) is None:
-            an.kind = "get"
-            an.tags.add(f"R|{table_name}|{row_text(str(eq[c][1]) for c in pk_cols)}")
+            out.kind = "get"
+            out.get_table = table_name
+            out.get_values = [eq[c][1] for c in pk_cols]
             covered = table_name
         else:
-            for name, (col, value) in list(eq.items()) + list(ins.items()):
-                values = value if name in ins else [value]
-                try:
-                    texts = [norm(col, v) for v in values]
-                except TypeError:
-                    continue
-                if texts and all(t is not None for t in texts):
-                    for t in texts:
-                        an.tags.add(f"P|{table_name}|{name}|{t}")
-                    an.tags.add(f"Q|{table_name}")
+            for name, (col, vspec) in list(eq.items()) + list(ins.items()):
+                if _supported(col):
+                    out.pred_table, out.pred_column, out.pred_values = table_name, col, vspec
+                    out.pred_in = name in ins and name not in eq
                     covered = table_name
                     break
     for t in tables:
-        an.tags.add(f"T|{t}")
+        out.static.add(f"T|{t}")
         if t != covered:
-            an.tags.add(f"A|{t}")
+            out.static.add(f"A|{t}")
     snap: Set[str] = set()
     for t in tables:
         snap.update(registry.reachable(t))
-    an.snapshot_tables = tuple(sorted(snap))
-    return an
+    out.snapshot_tables = tuple(sorted(snap))
+    return out
 
 
 def base_table(mapper: Any) -> str:
