@@ -4,12 +4,16 @@ three backends (mem://, redis://, memcached://) and with sync and async sessions
 "selects" counts the SELECTs that reached Postgres (a before_cursor_execute hook), so a
 hit is proven by 0.  Numbers in comments refer to the 20 tests of shared/ORM-NOTES.md.
 """
+import asyncio
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import bindparam, delete, exists, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.util import await_only
 
 from ormmodels import Address, Product, Tag, User
 from ormtest import (Env, backend_url, env, memcached_server, mode, orm_schema,  # noqa: F401
@@ -308,8 +312,9 @@ def test_stale_set_is_rejected(env):                               # 1 and 2
 
         def writer():
             assert paused.wait(20)
-            if kind == "row":
-                env.write(lambda s: setattr(s.get(User, target), "name", "new"))
+            if kind == "row":      # (FOR UPDATE: never from the cache, nor coalesced)
+                env.write(lambda s: setattr(s.get(User, target, with_for_update=True),
+                                            "name", "new"))
             else:
                 env.write(lambda s: s.execute(update(User).where(User.id == target)
                                               .values(name="new")))
@@ -326,3 +331,50 @@ def test_stale_set_is_rejected(env):                               # 1 and 2
         assert env.cache.stats["sets_rejected"] == rejected + 1
         assert env.selects_during(get_name, target) == ("new", 1)
         assert env.selects_during(get_name, target) == ("new", 0)
+
+
+def test_concurrent_misses_on_one_key_make_one_query(env):         # 17
+    """20 sessions miss the same key at once: the first reads (held inside its read until
+    the 19 others wait for it), the others are answered by its fill."""
+    n = 20
+    waited = []
+
+    def hold_leader(conn, cursor, statement, parameters, context, executemany):
+        if "FROM orm_users" not in statement or waited:
+            return
+        waited.append(True)
+        deadline = time.monotonic() + 20
+        while env.cache.waiting() < n - 1 and time.monotonic() < deadline:
+            if env.mode == "async":
+                await_only(asyncio.sleep(0.01))     # let the other tasks reach the cache
+            else:
+                time.sleep(0.01)
+    sa.event.listen(env.sync_engine, "after_cursor_execute", hold_leader)
+    before = env.counter.selects
+    try:
+        if env.mode == "sync":
+            barrier = threading.Barrier(n)
+            names = []
+
+            def one():
+                barrier.wait()
+                with Session(env.engine) as session:
+                    names.append(get_name(session, 21))
+            threads = [threading.Thread(target=one) for _ in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        else:
+            async def one():
+                async with AsyncSession(env.engine) as session:
+                    return (await session.get(User, 21)).name
+
+            async def all_of_them():
+                return await asyncio.gather(*[one() for _ in range(n)])
+            names = env.loop.run_until_complete(all_of_them())
+    finally:
+        sa.event.remove(env.sync_engine, "after_cursor_execute", hold_leader)
+    assert names == ["user21"] * n
+    assert env.counter.selects - before == 1
+    assert env.cache.stats["coalesced"] == n - 1

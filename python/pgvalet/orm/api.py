@@ -12,12 +12,14 @@ snapshot of its tables before its DB read (backends/__init__.py).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import pickle
 import threading
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from greenlet import getcurrent
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import merge_frozen_result
 
@@ -32,6 +34,7 @@ OPS = frozenset({"get", "fetch", "count", "exists"})
 RR_LEVELS = ("REPEATABLE READ", "SERIALIZABLE")
 PLAN_CACHE_SIZE = 2000
 _NO_PLAN = object()
+FLIGHT_WAIT = 5.0       # seconds a coalesced miss waits at most for the leader's read
 
 
 class Done:
@@ -49,6 +52,16 @@ class Done:
 
     def __repr__(self) -> str:
         return f"Done({self.value!r})"
+
+
+class _Flight:
+    __slots__ = ("event", "is_async", "owner", "waiters")
+
+    def __init__(self, is_async: bool):
+        self.is_async = is_async
+        self.event = asyncio.Event() if is_async else threading.Event()
+        self.owner = getcurrent()
+        self.waiters = 0
 
 
 class _Serializer:
@@ -147,11 +160,14 @@ class OrmCache:
         self.follow_proxy = follow_proxy
         self._registry = tagmod.Registry()
         self._plans: Dict[Any, Optional[tagmod.Plan]] = {}   # cache key -> Plan
+        self._flights: Dict[Tuple[str, Any], _Flight] = {}   # misses being read now
+        self._flights_lock = threading.Lock()
         self._engines: List[Any] = []
         self._subscriptions: List[Any] = []
         self._stats_lock = threading.Lock()
         self._stats = dict(hits=0, misses=0, sets=0, sets_rejected=0, bypassed=0,
-                           invalidations=0, errors=0, flushes=0, push_events=0)
+                           invalidations=0, errors=0, flushes=0, push_events=0,
+                           coalesced=0)
         self._healthy = True          # the backend took every invalidation we owed it
         self._push: Dict[int, Dict[str, Any]] = {}   # id(engine) -> push channel state
         self._stateful = False        # some connection ran a session-level SET
@@ -436,33 +452,99 @@ class OrmCache:
         maps = [sorted(m.items(), key=repr) for m in schema_maps if m]
         key = keys.entry_key(self.prefix, engine.url.render_as_string(hide_password=True),
                              text, repr(state_token), repr(maps))
+        hit = self._lookup(session, statement, key)
+        if hit is not None:
+            return hit
+        flight, leader = self._join_flight(key, engine)
+        if not leader:
+            # another session is reading this key right now: wait for its fill
+            if self._wait_flight(flight, engine):
+                self._count("coalesced")
+                hit = self._lookup(session, statement, key)
+                if hit is not None:
+                    return hit
+        try:
+            self._count("misses")
+            gens = [self._all_gen] + [keys.gen_key(self.prefix, t) for t in an.snapshot_tables]
+            try:
+                snapshot = self.backend.snapshot(gens)
+            except Exception as e:
+                self._count("errors")
+                log.warning("pgvalet.orm: backend read failed: %s", e)
+                return None
+            result = state.invoke_statement()
+            frozen = result.freeze()
+            self._fill(key, frozen, an, statement_tags, ttl, gens, snapshot, conns)
+            return frozen()
+        finally:
+            if leader:
+                self._land_flight(key, engine, flight)
+
+    def _lookup(self, session: Any, statement: Any, key: str):
         try:
             payload = self.backend.fetch(key)
         except Exception as e:
             self._count("errors")
             log.warning("pgvalet.orm: backend read failed: %s", e)
             return None
-        if payload is not None:
-            try:
-                frozen = self.serializer.loads(payload)
-            except Exception as e:
-                log.warning("pgvalet.orm: undecodable entry dropped: %s", e)
-                frozen = None
-            if frozen is not None:
-                self._count("hits")
-                return merge_frozen_result(session, statement, frozen, load=False)()
-        self._count("misses")
-        gens = [self._all_gen] + [keys.gen_key(self.prefix, t) for t in an.snapshot_tables]
-        try:
-            snapshot = self.backend.snapshot(gens)
-        except Exception as e:
-            self._count("errors")
-            log.warning("pgvalet.orm: backend read failed: %s", e)
+        if payload is None:
             return None
-        result = state.invoke_statement()
-        frozen = result.freeze()
-        self._fill(key, frozen, an, statement_tags, ttl, gens, snapshot, conns)
-        return frozen()
+        try:
+            frozen = self.serializer.loads(payload)
+        except Exception as e:
+            log.warning("pgvalet.orm: undecodable entry dropped: %s", e)
+            return None
+        self._count("hits")
+        return merge_frozen_result(session, statement, frozen, load=False)()
+
+    # Coalescing: concurrent misses on one key in this process make one database read.
+    # Sync sessions wait on a threading.Event (other threads); async sessions, whose
+    # sync code runs in greenlets on the event loop, on an asyncio.Event via await_only.
+
+    def _flight_key(self, key: str, engine: Any) -> Tuple[str, Any]:
+        if getattr(engine.dialect, "is_async", False):
+            try:
+                return key, id(asyncio.get_running_loop())
+            except RuntimeError:
+                return key, None
+        return key, None
+
+    def _join_flight(self, key: str, engine: Any) -> Tuple[Optional["_Flight"], bool]:
+        fkey = self._flight_key(key, engine)
+        with self._flights_lock:
+            flight = self._flights.get(fkey)
+            if flight is None:
+                flight = self._flights[fkey] = _Flight(fkey[1] is not None)
+                return flight, True
+            if flight.owner is getcurrent():
+                return None, False          # re-entered from inside the leader's own read
+            flight.waiters += 1
+            return flight, False
+
+    def _wait_flight(self, flight: Optional["_Flight"], engine: Any) -> bool:
+        if flight is None:
+            return False
+        try:
+            if flight.is_async:
+                from sqlalchemy.util import await_only
+                await_only(asyncio.wait_for(flight.event.wait(), FLIGHT_WAIT))
+                return True
+            return flight.event.wait(FLIGHT_WAIT)
+        except Exception:
+            return False
+        finally:
+            with self._flights_lock:
+                flight.waiters -= 1
+
+    def _land_flight(self, key: str, engine: Any, flight: "_Flight") -> None:
+        with self._flights_lock:
+            self._flights.pop(self._flight_key(key, engine), None)
+        flight.event.set()
+
+    def waiting(self) -> int:
+        """Sessions now waiting for another one's read of the same key (coalesced)."""
+        with self._flights_lock:
+            return sum(f.waiters for f in self._flights.values())
 
     def _fill(self, key, frozen, an, statement_tags, ttl, gens, snapshot, conns) -> None:
         try:
