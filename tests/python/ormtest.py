@@ -127,10 +127,12 @@ def seeded(orm_schema):
     return orm_schema
 
 
-@pytest.fixture(params=["mem", "redis", "memcached"])
+@pytest.fixture(params=["mem", "redis", "redis-local", "memcached"])
 def backend_url(request):
     if request.param == "mem":
         return "mem://"
+    if request.param == "redis-local":     # with the pub/sub-coherent local tier
+        return request.getfixturevalue("redis_server").url() + "?local_bytes=8000000"
     return request.getfixturevalue(f"{request.param}_server").url()
 
 

@@ -80,6 +80,36 @@ def test_two_processes_stay_coherent_over_redis(seeded):          # 7
         server.stop()
 
 
+def test_redis_local_tier_stays_coherent_over_the_bus(seeded):    # 7 (local tier)
+    """Both processes keep a local tier (redis://...?local_bytes=N): hits without a Redis
+    round trip, invalidations over pub/sub; the bus gone = local tier off and flushed."""
+    server = Server("redis")
+    url = server.url() + "?local_bytes=4000000"
+    env = Env(seeded, "sync", url)
+    peer = Peer(seeded.url(), url, env.prefix)
+    try:
+        assert peer.ask("get 5")["selects"] == 1          # miss: stored in Redis
+        assert peer.ask("get 5")["selects"] == 0          # Redis hit, kept locally
+        answer = peer.ask("get 5")
+        assert (answer["name"], answer["selects"], answer["stats"]["local_hits"]) == \
+            ("user5", 0, 1)
+        env.write(lambda s: setattr(s.get(User, 5), "name", "from P1"))
+        deadline = time.monotonic() + 5          # bounded by the bus latency
+        while (answer := peer.ask("get 5"))["name"] != "from P1":
+            assert time.monotonic() < deadline, "the bus never evicted the peer's local copy"
+        peer.ask("get 5")
+        assert peer.ask("get 5")["stats"]["local_hits"] >= 2    # cached again, locally
+        server.stop()                            # bus (and backend) gone
+        time.sleep(1.5)
+        env.write(lambda s: setattr(s.get(User, 5), "name", "bus down"))
+        answer = peer.ask("get 5")
+        assert (answer["name"], answer["selects"]) == ("bus down", 1)   # no local hit
+    finally:
+        peer.close()
+        env.close()
+        server.stop()
+
+
 def test_search_path_and_schema_translate_map_are_part_of_the_key(env):   # 14
     env.pg.sql("CREATE SCHEMA IF NOT EXISTS orm_alt")
     env.pg.sql("DROP TABLE IF EXISTS orm_alt.orm_users")

@@ -181,7 +181,11 @@ class OrmCache:
     @property
     def stats(self) -> Dict[str, int]:
         with self._stats_lock:
-            return dict(self._stats)
+            out = dict(self._stats)
+        local = getattr(self.backend, "local", None)
+        if local is not None:
+            out["local_hits"] = local.hits
+        return out
 
     def bind(self, engine: Any) -> Done:
         """Cache ORM reads made through engine (Engine or AsyncEngine)."""
@@ -195,6 +199,9 @@ class OrmCache:
         sync._pgvalet_orm = self
         if sync not in self._engines:
             self._engines.append(sync)
+        wait_bus = getattr(self.backend, "wait_bus", None)
+        if wait_bus is not None:
+            wait_bus(self.push_wait)
         proxy = getattr(sync, "pgvalet", None)
         address = getattr(proxy, "push_address", None) if proxy is not None else None
         if self.follow_proxy and address:

@@ -68,7 +68,21 @@ def open_backend(url: str, options: Optional[Dict[str, object]] = None) -> Backe
         return MemBackend(max_bytes=max_bytes)
     if parts.scheme in ("redis", "rediss"):
         from .redis import RedisBackend
-        return RedisBackend(url)
+        local = query.get("local_bytes")
+        if local is not None:
+            try:
+                local_bytes = int(local)
+                if local_bytes < 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"backend {url!r}: local_bytes={local!r} is not a byte count "
+                                 "(>= 0)") from None
+            rest = "&".join(p for p in parts.query.split("&")
+                            if not p.startswith("local_bytes="))
+            url = parts._replace(query=rest).geturl()
+        else:
+            local_bytes = 0
+        return RedisBackend(url, local_bytes)
     if parts.scheme == "memcached":
         from .memcached import MemcachedBackend
         if not parts.hostname:
