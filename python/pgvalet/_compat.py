@@ -57,3 +57,39 @@ SESSION_HAS_RESET = hasattr(_Session, "reset")              # 2.0.22
 ASYNC_SESSION_HAS_GET_ONE = hasattr(_AsyncSession, "get_one")
 ASYNC_SESSION_HAS_RESET = hasattr(_AsyncSession, "reset")
 ASYNC_SESSION_HAS_ACLOSE = hasattr(_AsyncSession, "aclose")  # 2.0.20
+
+
+# --- ORM cache (pgvalet.orm): private SQLAlchemy corners, probed in one place ---
+
+def iter_mappers():
+    """Every configured mapper of every registry (1.4 and 2.0 keep the same weak map)."""
+    from sqlalchemy.orm import mapperlib
+    for registry in list(mapperlib._mapper_registries):
+        yield from list(registry.mappers)
+
+
+def session_connections(session):
+    """The Connections the session's current transaction holds, or None if unknown."""
+    try:
+        trans = session.get_transaction()
+        found = []
+        while trans is not None:
+            for value in trans._connections.values():
+                conn = value[0] if isinstance(value, tuple) else value
+                if conn not in found:
+                    found.append(conn)
+            trans = trans._parent
+        return found
+    except AttributeError:
+        return None
+
+
+def dbapi_of(fairy):
+    """The driver's connection under a pool fairy (dbapi_connection from 1.4.24 on)."""
+    return getattr(fairy, "dbapi_connection", None) or getattr(fairy, "connection", None)
+
+
+def populate_existing(state) -> bool:
+    opts = state.load_options
+    return bool(getattr(opts, "_populate_existing", False)
+                or state.execution_options.get("populate_existing"))
