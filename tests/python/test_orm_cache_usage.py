@@ -190,3 +190,40 @@ def test_outside_writes_reach_the_cache_through_the_proxy(seeded, backend_url, p
         else:
             loop.run_until_complete(engine.dispose())
         loop.close()
+
+
+def test_a_proxy_event_naming_only_tags_evicts_only_its_table(seeded, backend_url):
+    """A write the proxy forwarded is pushed as the tag ids it bumped, without a table
+    name: the cache maps them back (pgvalet._l1.table_tag, checked against the proxy's
+    own ids in test_l1) to its tables and drops those entries, not everything."""
+    import sqlalchemy
+
+    from pgvalet import _l1
+    from pgvalet.orm import configure
+
+    from ormmodels import Product
+
+    cache = configure(backend=backend_url, models={"*": {"timeout": 600}},
+                      prefix="p" + uuid.uuid4().hex[:8])
+    engine = sqlalchemy.create_engine(seeded.url())
+    cache.bind(engine)
+
+    def get(model, pk, attr):
+        with Session(engine) as session:
+            return getattr(session.get(model, pk), attr)
+    try:
+        assert warm(cache, lambda: get(User, 6, "name")) == "user6"
+        assert warm(cache, lambda: get(Product, 1, "name")) == "pen"
+        db = engine.url.database
+        tags = [f"{_l1.table_tag(db, 'orm_users'):016x}", f"{_l1.db_tag('other'):016x}"]
+        cache._on_push_event({"type": "invalidate", "seq": 1, "db": db, "source": "proxy",
+                              "tags": tags}, {"up": True, "db": db})
+        hits = cache.stats["hits"]
+        assert get(Product, 1, "name") == "pen"
+        assert cache.stats["hits"] == hits + 1, "an unrelated table's entry was dropped"
+        assert get(User, 6, "name") == "user6"
+        assert cache.stats["hits"] == hits + 1, "the named table's entry survived"
+        assert cache.stats["flushes"] == 0
+    finally:
+        cache.disconnect()
+        engine.dispose()

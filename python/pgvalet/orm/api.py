@@ -17,7 +17,7 @@ import logging
 import pickle
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from greenlet import getcurrent
 from sqlalchemy import inspect as sa_inspect
@@ -159,6 +159,8 @@ class OrmCache:
         self.serializer = serializer
         self.follow_proxy = follow_proxy
         self._registry = tagmod.Registry()
+        self._tag_names: Dict[int, str] = {}     # the proxy's table tag ids -> table names
+        self._tag_names_key: Optional[Tuple[str, int]] = None
         self._plans: Dict[Any, Optional[tagmod.Plan]] = {}   # cache key -> Plan
         self._flights: Dict[Tuple[str, Any], _Flight] = {}   # misses being read now
         self._flights_lock = threading.Lock()
@@ -340,7 +342,15 @@ class OrmCache:
             table = event.get("table")
             pending = hooks.Pending()
             if not table:
-                pending.everything = True
+                # A write the proxy saw names only the tags it bumped: map them back
+                # to the tables this cache knows (the WAL names the rows just after).
+                tables = self._tables_of_tags(db, event.get("tags", ()))
+                if tables is None:
+                    pending.everything = True
+                for name in tables or ():
+                    pending.table_level(name)
+                if not pending:
+                    return
             elif event.get("rows") is None:
                 pending.table_level(table)
             else:
@@ -349,6 +359,35 @@ class OrmCache:
                 for row in event["rows"]:
                     pending.tags.add(f"R|{table}|{row}")
             self._apply(pending)
+
+    def _tables_of_tags(self, db: Optional[str], tags: Iterable[str]) -> Optional[Set[str]]:
+        """Which known tables (of the mapped classes' metadata) the proxy's tag ids name;
+        None when they cannot be read (no pgvalet._l1, or no database name)."""
+        try:
+            from .. import _l1
+        except ImportError:
+            return None
+        if not db:
+            return None
+        self._registry.refresh()
+        key = (db, self._registry.count)
+        if self._tag_names_key != key:
+            names: Set[str] = set()
+            for mappers in self._registry.by_table.values():
+                for m in mappers:
+                    for table in m.tables:
+                        meta = getattr(table, "metadata", None)
+                        if meta is None:
+                            names.add(table.name)
+                        else:
+                            names.update(t.name for t in meta.tables.values())
+            self._tag_names = {_l1.table_tag(db, n): n for n in names}
+            self._tag_names_key = key
+        try:
+            ids = [int(t, 16) for t in tags]
+        except (TypeError, ValueError):
+            return None
+        return {self._tag_names[i] for i in ids if i in self._tag_names}
 
     def _flush(self) -> None:
         pending = hooks.Pending()
