@@ -242,7 +242,6 @@ class L1:
         self.push_address = push_address
         self.store = _l1.Cache(max_bytes)
         self.up: set = set()            # databases whose stream is up (channel connected)
-        self.lock = threading.Lock()
         self.sub = _push.subscribe(push_address, self._on_event)
 
     # -- push channel (its thread) ----------------------------------------------------------
