@@ -99,7 +99,7 @@ class _Reader:
                 self._session()
                 backoff = BACKOFF_MIN
             except OSError as e:
-                if first:
+                if first and not self.connected:   # never got in (a session that did is lost)
                     self._emit({"type": "lost", "reason": f"cannot connect: {e}"})
                 else:
                     self._lost(str(e) or type(e).__name__)
