@@ -36,9 +36,16 @@ def test_push_address_and_events(pg, port):
             assert sub.connected
             conn = psycopg2.connect(proxy.url)
             conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT email FROM users WHERE id = 2")   # cached: table published
-                cur.fetchall()
+            # A cached read makes the proxy publish the table (asynchronously): read until
+            # it is in the publication, or the UPDATE below would not be in the stream.
+            deadline = time.monotonic() + 10
+            while not pg.sql("SELECT 1 FROM pg_publication_tables WHERE pubname = 'pgvalet' "
+                             "AND tablename = 'users'"):
+                assert time.monotonic() < deadline, "the proxy never published users"
+                with conn.cursor() as cur:
+                    cur.execute("SELECT email FROM users WHERE id = 2")
+                    cur.fetchall()
+                time.sleep(0.05)
             bypass = psycopg2.connect(pg.url())
             bypass.autocommit = True
             with bypass.cursor() as cur:
