@@ -11,8 +11,9 @@ from Python, sync and async:
            (SQLAlchemy Core: pool checkout, BEGIN, SELECT, ROLLBACK)
   orm      `Session.get(User, 42)` in a fresh Session / AsyncSession each time
 
-against each column: `direct` (Postgres) and `pgvalet` (the proxy; the same key
-every time, so its result cache answers).  Each cell is the median (and p90) of
+against each column: `direct` (Postgres), `pgvalet` (the proxy; the same key
+every time, so its result cache answers), `l1` (the in-process L1 cache under the
+driver / engine) and `ormcache` (the ORM cache API, mem:// backend; ORM rows only).  Each cell is the median (and p90) of
 --iterations individually timed operations, after --warmup untimed ones, taken in
 --rounds rounds that alternate the columns so drift on the machine hits all alike.
 Prints the table and writes bench/results/<date>-python.csv.
@@ -33,6 +34,7 @@ import shlex
 import statistics
 import sys
 import time
+import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -70,6 +72,8 @@ CORE_STMT = select(User.__table__.c.id, User.__table__.c.email).where(
 class Target:
     """One column.  The factories return what a row times; override one to switch a
     cache on for it, or return None from it for a row the column does not serve."""
+
+    serves_core = True  # False: the Core rows are N/A for this column
 
     def __init__(self, name, port, note=""):
         self.name, self.port, self.note = name, port, note
@@ -116,13 +120,16 @@ class L1Target(Target):
         self.l1 = l1
         self.cache = l1.for_address(push_address(env.valet_log))
 
+    def hits(self):
+        return self.cache.stats()["hits"]
+
     def psycopg2(self):
         conn = self.l1.psycopg2_connect(self.url, self.cache)
         conn.autocommit = True
         return conn
 
     async def asyncpg(self):
-        return None     # no L1 under a bare asyncpg connection (its Records cannot be made)
+        return await self.l1.asyncpg_connect(self.url, self.cache)
 
     def engine(self):
         engine = super().engine()
@@ -149,7 +156,55 @@ def column_l1(env):
     return L1Target(env)
 
 
-COLUMNS = [("direct", column_direct), ("pgvalet", column_pgvalet), ("l1", column_l1)]
+class OrmCacheTarget(Target):
+    """Through the proxy with the ORM cache API (pgvalet.orm, mem:// backend, every op
+    cached) bound to each engine; ORM rows only (it caches ORM statements, not Core
+    or driver calls).  The engine carries the proxy's push address the way a
+    pgvalet.sqlalchemy engine does, so the cache follows the proxy's invalidations
+    exactly as in an application."""
+
+    def __init__(self, env):
+        super().__init__("ormcache", env.valet_port, "through the proxy, the ORM cache API "
+                         "(pgvalet.orm.configure(backend='mem://'), bind(engine)) in front")
+        from pgvalet import orm
+        self.orm = orm
+        self.address = push_address(env.valet_log)
+        self.caches = []
+
+    def psycopg2(self):
+        return None
+
+    async def asyncpg(self):
+        return None
+
+    serves_core = False
+
+    def _bind(self, engine):
+        sync = getattr(engine, "sync_engine", engine)
+        sync.pgvalet = types.SimpleNamespace(push_address=self.address)
+        cache = self.orm.configure(backend="mem://", models={"*": {"ops": "all"}})
+        cache.bind(engine)
+        if not cache.wait_ready(5.0):
+            raise RuntimeError("ORM cache: the proxy's push channel did not come up")
+        self.caches.append(cache)
+        return engine
+
+    def engine(self):
+        return self._bind(super().engine())
+
+    def async_engine(self):
+        return self._bind(super().async_engine())
+
+    def hits(self):
+        return sum(c.stats["hits"] for c in self.caches)
+
+
+def column_ormcache(env):
+    return OrmCacheTarget(env)
+
+
+COLUMNS = [("direct", column_direct), ("pgvalet", column_pgvalet), ("l1", column_l1),
+           ("ormcache", column_ormcache)]
 
 
 # --------------------------------------------------------------------------
@@ -209,7 +264,7 @@ def row_driver_async(t, n, warmup):
 
 
 def row_core_sync(t, n, warmup):
-    engine = t.engine()
+    engine = t.engine() if t.serves_core else None
     if engine is None:
         return None
 
@@ -225,7 +280,7 @@ def row_core_sync(t, n, warmup):
 
 def row_core_async(t, n, warmup):
     async def main():
-        engine = t.async_engine()
+        engine = t.async_engine() if t.serves_core else None
         if engine is None:
             return None
 
@@ -395,6 +450,8 @@ def main():
           f"{a.rounds} rounds; SQLAlchemy {sqlalchemy.__version__}, {mach['nproc']} CPUs)")
     rb.print_table(header, table)
     rb.print_notes([f"{t.name}: {t.note}" for t in targets] +
+                   [f"{t.name}: {t.hits():,} cache hits over the run" for t in targets
+                    if hasattr(t, "hits")] +
                    [f"floor: a timed Python dict lookup takes {floor:.2f} µs here",
                     "pgvalet result cache over the whole run: " + (
                         rb.fmt_hits(stats[0], stats[1]) if stats else "no stats line")])

@@ -516,3 +516,135 @@ def _make_psycopg2_cursor() -> Any:
             return hit[2] if hit is not None else base.rowcount.__get__(self)
 
     return Cursor
+
+
+# ---- asyncpg without SQLAlchemy ----------------------------------------------------------------
+
+async def asyncpg_connect(dsn: str, cache: L1, **kwargs: Any) -> Any:
+    """asyncpg.connect(dsn, **kwargs) to a pgvalet proxy, with the L1 under fetch(),
+    fetchrow() and fetchval().
+
+        proxy = pgvalet.start(upstream)
+        cache = pgvalet.l1.for_address(proxy.push_address)
+        conn = await pgvalet.l1.asyncpg_connect(proxy.url, cache)
+        row = await conn.fetchrow("SELECT ... WHERE id = $1", 42)   # a real asyncpg.Record
+
+    The connection is a real asyncpg.Connection (of a subclass of ``connection_class``
+    when one is given).  A bare connection's transactions and SETs are not followed the
+    way SQLAlchemy's are, so the L1 is stricter here: it serves and fills only outside
+    transactions, and serves only when nothing else (execute(), a prepared statement, a
+    cursor, COPY, ...) ran on the connection since its last fill, as that may have
+    changed the session state the cached answer depends on.  A ``record_class`` argument
+    bypasses the L1.  With an asyncpg that cannot build Records (no
+    ``asyncpg.protocol.protocol._create_record``), it is a plain connection."""
+    import asyncpg
+
+    kwargs["server_settings"] = {**(kwargs.get("server_settings") or {}), "pgvalet.l1": "on"}
+    base = kwargs.pop("connection_class", asyncpg.Connection)
+    if _asyncpg_make_record() is None:
+        log.warning("pgvalet L1: this asyncpg (%s) cannot build Records; no L1 under "
+                    "asyncpg_connect()", asyncpg.__version__)
+        return await asyncpg.connect(dsn, connection_class=base, **kwargs)
+    conn = await asyncpg.connect(dsn, connection_class=_asyncpg_class(base), **kwargs)
+    state = _Conn(cache, "asyncpg", conn)
+    conn._pgvalet_l1 = state
+    conn._pgvalet_l1_seen = -1
+    conn.add_log_listener(lambda _c, msg: state.notice(msg.message or ""))
+    return conn
+
+
+def _asyncpg_make_record() -> Any:
+    try:
+        from asyncpg.protocol import protocol
+    except ImportError:
+        return None
+    return getattr(protocol, "_create_record", None)
+
+
+_asyncpg_classes: Dict[type, type] = {}
+_record_maps: Dict[int, Dict[str, int]] = {}   # description id -> Record mapping
+
+
+def _record_map(shape: int) -> Optional[Dict[str, int]]:
+    """The Record mapping (column name -> index) of an interned description."""
+    found = _record_maps.get(shape)
+    if found is None:
+        description = _descriptions[shape]
+        if not _unique_names(description):
+            return None
+        found = _record_maps[shape] = {d[0]: i for i, d in enumerate(description)}
+    return found
+
+
+def _asyncpg_class(base: type) -> type:
+    """The asyncpg.Connection subclass of base that asyncpg_connect() makes (one per base)."""
+    cls = _asyncpg_classes.get(base)
+    if cls is not None:
+        return cls
+    make_record = _asyncpg_make_record()
+
+    class Connection(base):  # type: ignore[misc, valid-type]
+        _pgvalet_l1: Optional[_Conn] = None
+        _pgvalet_l1_seen = -1      # the protocol's query count after our last statement
+
+        async def _l1_rows(self, query: str, args: Tuple[Any, ...], limit: int,
+                           timeout: Any) -> List[Any]:
+            """The Records of fetch() (limit 0) or fetchrow() (limit 1)."""
+            state = self._pgvalet_l1
+            proto = self._protocol
+            if state is None or not state.cache.up or proto.is_in_transaction():
+                return await self._l1_plain(query, args, limit, timeout)
+            params = (limit, args)
+            store = state.cache.store
+            if state.token and self._pgvalet_l1_seen == proto.queries_count:
+                value = store.get(state.token, query, params)
+                if value is not None:
+                    mapping = _record_map(value[0])
+                    if mapping is not None:
+                        return [make_record(mapping, row) for row in value[1]]
+            snap = store.snapshot()
+            state.fill = None
+            records = await self._l1_plain(query, args, limit, timeout)
+            self._pgvalet_l1_seen = proto.queries_count
+            description = tuple((k,) for k in records[0].keys()) if records else ()
+            if not _unique_names(description):
+                snap = None     # Records with duplicate names cannot be rebuilt: not kept
+            state.settle(snap, query, params, description, lambda: records, len(records))
+            return records
+
+        async def _l1_plain(self, query: str, args: Tuple[Any, ...], limit: int,
+                            timeout: Any) -> List[Any]:
+            if limit:
+                row = await base.fetchrow(self, query, *args, timeout=timeout)
+                return [row] if row is not None else []
+            return await base.fetch(self, query, *args, timeout=timeout)
+
+        async def fetch(self, query: str, *args: Any, timeout: Any = None,
+                        record_class: Any = None) -> List[Any]:
+            if record_class is not None:
+                return await base.fetch(self, query, *args, timeout=timeout,
+                                        record_class=record_class)
+            return await self._l1_rows(query, args, 0, timeout)
+
+        async def fetchrow(self, query: str, *args: Any, timeout: Any = None,
+                           record_class: Any = None) -> Any:
+            if record_class is not None:
+                return await base.fetchrow(self, query, *args, timeout=timeout,
+                                           record_class=record_class)
+            rows = await self._l1_rows(query, args, 1, timeout)
+            return rows[0] if rows else None
+
+        async def fetchval(self, query: str, *args: Any, column: Any = 0,
+                           timeout: Any = None) -> Any:
+            rows = await self._l1_rows(query, args, 1, timeout)
+            return rows[0][column] if rows else None
+
+    Connection.__name__ = Connection.__qualname__ = f"L1{base.__name__}"
+    _asyncpg_classes[base] = Connection
+    return Connection
+
+
+def _unique_names(description: Any) -> bool:
+    """Records can be rebuilt for these columns (no duplicate names)."""
+    names = [d[0] for d in description]
+    return len(set(names)) == len(names)

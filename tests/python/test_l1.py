@@ -374,3 +374,91 @@ def test_tag_functions_match_the_proxy(items, port):
     table = _l1.table_tag(db, "l1_items")
     assert tags == {table, _l1.row_tag(table, 12)}
     assert _l1.rows_tag(table) not in tags
+
+
+def test_plain_asyncpg_connection_hits_and_stays_fresh(items, port):
+    import asyncpg
+
+    async def main(proxy, cache):
+        conn = await l1.asyncpg_connect(proxy.url, cache)
+        assert isinstance(conn, asyncpg.Connection)
+        sql = "SELECT id, name FROM l1_items WHERE id = $1"
+
+        async def warm_async(fn):
+            for _ in range(40):
+                before = cache.stats()["hits"]
+                value = await fn()
+                if cache.stats()["hits"] > before:
+                    return value
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"no L1 hit: {cache.stats()}")
+
+        async def fresh(fn, expected):
+            deadline = time.monotonic() + FRESH_WITHIN
+            while (value := await fn()) != expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            return value
+
+        row = await warm_async(lambda: conn.fetchrow(sql, 9))
+        assert isinstance(row, asyncpg.Record)          # a real Record, as on a miss
+        assert (row["id"], row["name"], row[1], list(row.keys())) == \
+            (9, "item 9", "item 9", ["id", "name"])
+        before = calls(items)
+        for _ in range(10):
+            assert (await conn.fetchrow(sql, 9))["name"] == "item 9"
+            assert await conn.fetchval(sql, 9, column=1) == "item 9"
+        assert await warm_async(lambda: conn.fetch(sql, 9)) == [row]
+        assert await warm_async(lambda: conn.fetch(sql, 999)) == []    # empty answers too
+        assert await conn.fetchrow(sql, 999) is None
+        assert calls(items) - before <= 3         # fetch(9), fetch(999), fetchrow(999) once
+
+        # own write: evicted by the commit's notice before execute() returns
+        await conn.execute("UPDATE l1_items SET name = 'nine' WHERE id = 9")
+        assert await conn.fetchval(sql, 9, column=1) == "nine"
+        # a write that bypasses the proxy: WAL -> push channel (in WAL order, so once
+        # it is seen, the other schema's insert has reached the L1 too)
+        items.sql("CREATE SCHEMA l1_other")
+        items.sql("CREATE TABLE l1_other.l1_items (id int PRIMARY KEY, name text)")
+        items.sql("INSERT INTO l1_other.l1_items VALUES (3, 'other 3')")
+        items.sql("UPDATE l1_items SET name = 'IX' WHERE id = 9")
+        assert await fresh(lambda: conn.fetchval(sql, 9, column=1), "IX") == "IX"
+
+        # session state changed by a statement the L1 does not see: never answered
+        # under the old state
+        await warm_async(lambda: conn.fetchval("SELECT name FROM l1_items WHERE id = 3"))
+        try:
+            await conn.execute("SET search_path = l1_other, public")
+            assert await conn.fetchval("SELECT name FROM l1_items WHERE id = 3") == "other 3"
+            await conn.execute("RESET search_path")
+            assert await conn.fetchval("SELECT name FROM l1_items WHERE id = 3") == "item 3"
+
+            # inside a transaction: no hits, and the transaction reads its own write
+            three = "SELECT name FROM l1_items WHERE id = 3"
+            await warm_async(lambda: conn.fetchval(three))
+            hits = cache.stats()["hits"]
+            async with conn.transaction():
+                assert await conn.fetchval(three) == "item 3"
+                await conn.execute("UPDATE l1_items SET name = 'written' WHERE id = 3")
+                assert await conn.fetchval(three) == "written"
+                assert await conn.fetchval(three) == "written"
+            assert cache.stats()["hits"] == hits
+            assert await conn.fetchval(three) == "written"
+            # record_class bypasses the L1 and still works
+            class MyRecord(asyncpg.Record):
+                pass
+            got = await conn.fetchrow("SELECT name FROM l1_items WHERE id = 3",
+                                      record_class=MyRecord)
+            assert isinstance(got, MyRecord) and got["name"] == "written"
+            # duplicate column names: served correctly, just not kept
+            dup = await conn.fetchrow("SELECT id, id FROM l1_items WHERE id = 3")
+            assert tuple(dup) == (3, 3)
+        finally:
+            await conn.close()
+            items.sql("DROP SCHEMA IF EXISTS l1_other CASCADE")
+
+    with pgvalet.start(items.url(), port=port, silent=True) as proxy:
+        cache = l1.for_address(proxy.push_address)
+        try:
+            asyncio.run(main(proxy, cache))
+        finally:
+            cache.close()
