@@ -34,6 +34,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -770,6 +771,8 @@ def parse_args():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "pgvalet"),
                     help="pgvalet binary (default build/pgvalet)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per pgbench run (-T)")
+    ap.add_argument("--stats-rounds", type=int, default=3,
+                    help="stats table: runs per cell, alternating on/off; the median is kept")
     ap.add_argument("--clients", type=int, default=16, help="pgbench -c")
     ap.add_argument("--jobs", type=int, default=2, help="pgbench -j")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
@@ -1215,28 +1218,37 @@ def run_stats(a, base, pg_port, started, mach):
         _tps, err = pgbench(port, ["-n", "-S", "-c", str(a.clients), "-j", str(a.jobs),
                                    "-T", str(warm)], warm + 60)
         log(f"warm-up {t} ({warm}s)" + (f": {err}" if err else ""))
-    log(f"stats table: {len(a.stats_rows)} rows x {len(STATS_TARGETS)} x {a.duration}s")
+    log(f"stats table: {len(a.stats_rows)} rows x {len(STATS_TARGETS)} x {a.stats_rounds} "
+        f"rounds x {a.duration}s")
     results = []
     for i, (name, _w, mode, wargs) in enumerate(a.stats_rows):
         res = {"row": name, "tps": {}, "cpu_us": {}, "errors": {}}
-        order = list(STATS_TARGETS) if i % 2 == 0 else list(reversed(STATS_TARGETS))
-        for t in order:  # alternate who goes first: no order bias
-            if t not in sports or procs[t][0].poll() is not None:
-                res["tps"][t] = None
-                continue
-            cpu0 = proc_cpu_s(procs[t][0].pid)
-            tps, err = pgbench(sports[t], ["-n", "-c", str(a.clients), "-j", str(a.jobs),
-                                           "-T", str(a.duration), "-M", mode] + wargs,
-                               a.duration + 60)
-            cpu1 = proc_cpu_s(procs[t][0].pid)
-            res["tps"][t] = tps
-            if tps and cpu0 is not None and cpu1 is not None:
-                res["cpu_us"][t] = (cpu1 - cpu0) * 1e6 / (tps * a.duration)
-            if err:
-                res["errors"][t] = err
-            cpu = res["cpu_us"].get(t)
-            log(f"{name:24s} {t:16s} {fmt_tps(tps):>10s}"
-                + (f"  {cpu:.1f} us CPU/tx" if cpu else "") + (f"  ({err})" if err else ""))
+        tps_runs = {t: [] for t in STATS_TARGETS}
+        cpu_runs = {t: [] for t in STATS_TARGETS}
+        for rnd in range(a.stats_rounds):
+            order = list(STATS_TARGETS) if (i + rnd) % 2 == 0 else list(reversed(STATS_TARGETS))
+            for t in order:  # alternate who goes first: no order bias
+                if t not in sports or procs[t][0].poll() is not None:
+                    continue
+                cpu0 = proc_cpu_s(procs[t][0].pid)
+                tps, err = pgbench(sports[t], ["-n", "-c", str(a.clients), "-j", str(a.jobs),
+                                               "-T", str(a.duration), "-M", mode] + wargs,
+                                   a.duration + 60)
+                cpu1 = proc_cpu_s(procs[t][0].pid)
+                cpu = None
+                if tps:
+                    tps_runs[t].append(tps)
+                    if cpu0 is not None and cpu1 is not None:
+                        cpu = (cpu1 - cpu0) * 1e6 / (tps * a.duration)
+                        cpu_runs[t].append(cpu)
+                if err:
+                    res["errors"][t] = err
+                log(f"{name:24s} {t:16s} {fmt_tps(tps):>10s}"
+                    + (f"  {cpu:.1f} us CPU/tx" if cpu else "") + (f"  ({err})" if err else ""))
+        for t in STATS_TARGETS:  # the median of the rounds
+            res["tps"][t] = statistics.median(tps_runs[t]) if tps_runs[t] else None
+            if cpu_runs[t]:
+                res["cpu_us"][t] = statistics.median(cpu_runs[t])
         results.append(res)
     for t, (proc, _errpath) in procs.items():
         stop_process(proc, t)

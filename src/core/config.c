@@ -193,8 +193,10 @@ static const struct opt options[] = {
 		  "--mode optimize never creates an index" },
 	{ .name = "stats", .type = OPT_ENUM, .metavar = "on|off", .def = "on",
 	  .choices = off_on_names, FIELD(stats_on),
-	  .help = "collect per-statement-shape workload statistics (admin "
-		  "console, dashboard, /metrics)" },
+	  .help = "watch the workload: per-statement-shape statistics (admin "
+		  "console, dashboard, /metrics), N+1 detection and index "
+		  "advice; off = no per-statement work at all (needs --mode "
+		  "cache)" },
 	{ .name = "stats-max-shapes", .type = OPT_INT, .metavar = "N",
 	  .def = "1000", .min = 10, .max = 100000, FIELD(stats_max_shapes),
 	  .help = "statement shapes the statistics keep (per shard, of 8); "
@@ -921,6 +923,12 @@ check_final(struct loader *ld)
 	}
 	if (check_cache_tier(ld) < 0)
 		return -1;
+	if (!cfg->stats_on && cfg->mode != MODE_CACHE) {
+		fail(ld, "invalid value for stats: 'off' with mode '%s': "
+			 "index advice comes from the statistics (use --mode "
+			 "cache, or --stats on)", mode_names[cfg->mode]);
+		return -1;
+	}
 	/* observe mode serves no cached answer: the cache is simply off */
 	if (cfg->mode == MODE_OBSERVE)
 		ld->cfg->cache_size = 0;

@@ -404,7 +404,8 @@ nplus1_json_of(void *np)
 }
 
 /*
- * The index advisor and N+1 detector listen to every statement; the
+ * The index advisor and N+1 detector listen to every statement (unless
+ * --stats off); the
  * dashboard serves their findings at /api/advice, /api/audit and
  * /api/nplus1.
  */
@@ -419,8 +420,10 @@ init_optimizer(struct server *srv, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (observe_add_listener(advisor_observe, srv->advisor) ||
-	    observe_add_listener(nplus1_observe, srv->nplus1)) {
+	/* --stats off: no listener at all, so no statement is observed */
+	if (srv->cfg.stats_on &&
+	    (observe_add_listener(advisor_observe, srv->advisor) ||
+	     observe_add_listener(nplus1_observe, srv->nplus1))) {
 		snprintf(err, errlen, "too many statement listeners");
 		return -1;
 	}

@@ -33,6 +33,7 @@ log = logging.getLogger("pgvalet.orm")
 OPS = frozenset({"get", "fetch", "count", "exists"})
 RR_LEVELS = ("REPEATABLE READ", "SERIALIZABLE")
 PLAN_CACHE_SIZE = 2000
+DECODED_MEMO_SIZE = 1024  # decoded entries kept per cache (backends with stable payloads)
 _NO_PLAN = object()
 FLIGHT_WAIT = 5.0       # seconds a coalesced miss waits at most for the leader's read
 
@@ -174,6 +175,9 @@ class OrmCache:
         self._push: Dict[int, Dict[str, Any]] = {}   # id(engine) -> push channel state
         self._stateful = False        # some connection ran a session-level SET
         self._closed = False
+        self._decoded: Dict[str, Tuple[bytes, Any]] = {}    # key -> (payload, decoded)
+        self._memo_decoded = bool(getattr(backend, "stable_payloads", False))
+        self._urls: Dict[int, str] = {}     # id(engine) -> URL without its password
         self.push_wait = 2.0
         self._e_tag = keys.tag_key(prefix, "E")
         self._all_gen = keys.gen_key(prefix, "*")
@@ -496,8 +500,10 @@ class OrmCache:
             log.debug("pgvalet.orm: not analysable (%s)", e)
             return self._bypass()
         maps = [sorted(m.items(), key=repr) for m in schema_maps if m]
-        key = keys.entry_key(self.prefix, engine.url.render_as_string(hide_password=True),
-                             text, repr(state_token), repr(maps))
+        url = self._urls.get(id(engine))
+        if url is None:
+            url = self._urls[id(engine)] = engine.url.render_as_string(hide_password=True)
+        key = keys.entry_key(self.prefix, url, text, repr(state_token), repr(maps))
         hit = self._lookup(session, statement, key)
         if hit is not None:
             return hit
@@ -535,11 +541,22 @@ class OrmCache:
             return None
         if payload is None:
             return None
-        try:
-            frozen = self.serializer.loads(payload)
-        except Exception as e:
-            log.warning("pgvalet.orm: undecodable entry dropped: %s", e)
-            return None
+        # Decoded once per stored payload where the backend hands back the very bytes
+        # object it holds (mem://, Redis's local tier): a FrozenResult is only read by
+        # merge_frozen_result(load=False), which copies it into the session.
+        memo = self._decoded.get(key)
+        if memo is not None and memo[0] is payload:
+            frozen = memo[1]
+        else:
+            try:
+                frozen = self.serializer.loads(payload)
+            except Exception as e:
+                log.warning("pgvalet.orm: undecodable entry dropped: %s", e)
+                return None
+            if self._memo_decoded:
+                if len(self._decoded) >= DECODED_MEMO_SIZE:
+                    self._decoded.clear()
+                self._decoded[key] = (payload, frozen)
         self._count("hits")
         return merge_frozen_result(session, statement, frozen, load=False)()
 

@@ -610,6 +610,27 @@ test_tls_pair(void **state)
 	assert_int_equal(r->rc, CONFIG_OK);
 }
 
+/* --stats off turns all observation off: only in cache mode. */
+static void
+test_stats_off_needs_cache_mode(void **state)
+{
+	struct run *r;
+
+	(void)state;
+	expect_error(ARGS("-u", UP, "--stats", "off", "--mode", "optimize"),
+		     NULL, "invalid value for stats: 'off' with mode "
+			   "'optimize': index advice comes from the "
+			   "statistics (use --mode cache, or --stats on)");
+	expect_error(ARGS("-u", UP, "--mode", "observe"),
+		     ENV("PGVALET_STATS=off"),
+		     "invalid value for stats: 'off' with mode 'observe': "
+		     "index advice comes from the statistics (use --mode "
+		     "cache, or --stats on)");
+	r = run(ARGS("-u", UP, "--stats", "off"), NULL);
+	assert_int_equal(r->rc, CONFIG_OK);
+	assert_false(r->cfg.stats_on);
+}
+
 /* Run config_load with stdout going to a file; return what it printed. */
 static char *
 capture_stdout(const char *const *args, enum config_result *rc)
@@ -738,6 +759,7 @@ main(void)
 		cmocka_unit_test(test_enum_and_string_errors),
 		cmocka_unit_test(test_command_line_errors),
 		cmocka_unit_test(test_tls_pair),
+		cmocka_unit_test(test_stats_off_needs_cache_mode),
 		cmocka_unit_test(test_help_and_version),
 		cmocka_unit_test(test_help_lists_every_option),
 		cmocka_unit_test(test_error_buffer_edge_cases),

@@ -30,6 +30,11 @@ def fresh_token() -> str:
 class Backend:
     """Interface (all calls blocking, thread-safe)."""
 
+    # fetch() returns the very bytes object store() was given while the entry lives,
+    # so a caller may keep what it decoded from it (identity-checked) instead of
+    # decoding it again.
+    stable_payloads = False
+
     def snapshot(self, gens: Sequence[str]) -> List[Optional[str]]:
         raise NotImplementedError
 

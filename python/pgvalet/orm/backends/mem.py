@@ -18,6 +18,7 @@ TAG_OVERHEAD = 80
 
 
 class MemBackend(Backend):
+    stable_payloads = True
     def __init__(self, max_bytes: int = 64 << 20):
         if max_bytes <= 0:
             raise ValueError(f"backend mem://: max_bytes={max_bytes} must be > 0")

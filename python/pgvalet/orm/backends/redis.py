@@ -230,6 +230,7 @@ class RedisBackend(Backend):
         self.bus: Optional[_Bus] = None
         if local_bytes:
             self.local = _Local(local_bytes)
+            self.stable_payloads = True     # local hits return the stored bytes
             db = self.client.connection_pool.connection_kwargs.get("db", 0)
             self.channel = f"pgvalet-orm:{db}"
             self.bus = _Bus(self.client, self.channel, self.origin, self.local)
