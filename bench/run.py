@@ -771,8 +771,14 @@ def parse_args():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "pgvalet"),
                     help="pgvalet binary (default build/pgvalet)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per pgbench run (-T)")
-    ap.add_argument("--stats-rounds", type=int, default=3,
-                    help="stats table: runs per cell, alternating on/off; the median is kept")
+    ap.add_argument("--stats-rounds", type=int, default=4,
+                    help="stats table: runs per cell, alternating on/off (ABBA...); the mean "
+                         "is kept (use an even number: a steady drift then cancels out)")
+    ap.add_argument("--stats-rate", default="",
+                    help="stats table: pgbench -R, transactions/s for every row (N) or per "
+                         "workload (select=N,tpcb=M); empty = as fast as it goes.  At a fixed "
+                         "rate below saturation both proxies do the same work, so the CPU per "
+                         "transaction column compares steadily")
     ap.add_argument("--clients", type=int, default=16, help="pgbench -c")
     ap.add_argument("--jobs", type=int, default=2, help="pgbench -j")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
@@ -807,6 +813,12 @@ def parse_args():
     a.targets = [t for t in TARGETS if t in want]  # proxy table, fixed order
     a.cache_targets = [t for t in CACHE_TARGETS if t in want]
     a.rows, a.cache_rows, a.stream_rows, a.stats_rows = select_rows(a.only)
+    for part in filter(None, (p.strip() for p in a.stats_rate.split(","))):
+        name, _, value = part.rpartition("=")
+        if (name and name not in dict(WORKLOADS)) or not value.isdigit() or int(value) < 1:
+            ap.error(f"--stats-rate: {part!r}: expected N or select=N,tpcb=M (N >= 1)")
+    if a.stats_rounds < 1:
+        ap.error("--stats-rounds must be >= 1")
     if a.rows and not a.targets:
         log("--targets names no proxy-table target; skipping the proxy table")
         a.rows = []
@@ -1194,6 +1206,15 @@ def proc_cpu_s(pid):
         return None
 
 
+def stats_rate_args(spec, workload):
+    """pgbench -R arguments for a workload from --stats-rate ("N" or "select=N,tpcb=M")."""
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.rpartition("=")
+        if not name or name == workload:
+            return ["-R", value]
+    return []
+
+
 def run_stats(a, base, pg_port, started, mach):
     """tps, and the proxy's own CPU time per transaction, which a busy shared
     machine disturbs far less than tps."""
@@ -1231,8 +1252,9 @@ def run_stats(a, base, pg_port, started, mach):
                 if t not in sports or procs[t][0].poll() is not None:
                     continue
                 cpu0 = proc_cpu_s(procs[t][0].pid)
+                rate = stats_rate_args(a.stats_rate, _w)
                 tps, err = pgbench(sports[t], ["-n", "-c", str(a.clients), "-j", str(a.jobs),
-                                               "-T", str(a.duration), "-M", mode] + wargs,
+                                               "-T", str(a.duration), "-M", mode] + rate + wargs,
                                    a.duration + 60)
                 cpu1 = proc_cpu_s(procs[t][0].pid)
                 cpu = None
@@ -1245,10 +1267,13 @@ def run_stats(a, base, pg_port, started, mach):
                     res["errors"][t] = err
                 log(f"{name:24s} {t:16s} {fmt_tps(tps):>10s}"
                     + (f"  {cpu:.1f} us CPU/tx" if cpu else "") + (f"  ({err})" if err else ""))
-        for t in STATS_TARGETS:  # the median of the rounds
-            res["tps"][t] = statistics.median(tps_runs[t]) if tps_runs[t] else None
+        # The mean of the rounds: with an even number of rounds, each alternating who
+        # goes first (on off, off on, ...), a steady drift of the machine (WAL, table
+        # growth, other jobs) weighs on both targets alike and cancels out.
+        for t in STATS_TARGETS:
+            res["tps"][t] = statistics.fmean(tps_runs[t]) if tps_runs[t] else None
             if cpu_runs[t]:
-                res["cpu_us"][t] = statistics.median(cpu_runs[t])
+                res["cpu_us"][t] = statistics.fmean(cpu_runs[t])
         results.append(res)
     for t, (proc, _errpath) in procs.items():
         stop_process(proc, t)
@@ -1275,9 +1300,10 @@ def run_stats(a, base, pg_port, started, mach):
                       us(r["cpu_us"].get("pgvalet")), us(r["cpu_us"].get("pgvalet-nostats")),
                       "N/A" if cov is None else f"{cov:+.1f} %"])
     print()
-    print(f"workload statistics: pgbench -c {a.clients} -j {a.jobs} -T {a.duration}, "
-          f"scale {a.scale}, pool_mode={a.pool_mode} pool_size={a.pool_size}; pgvalet "
-          f"vs pgvalet --stats off, interleaved")
+    print(f"workload statistics: pgbench -c {a.clients} -j {a.jobs} -T {a.duration}"
+          + (f" -R {a.stats_rate}" if a.stats_rate else "")
+          + f", scale {a.scale}, pool_mode={a.pool_mode} pool_size={a.pool_size}; pgvalet "
+          f"vs pgvalet --stats off, interleaved, mean of {a.stats_rounds} rounds")
     print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
           f"{started:%Y-%m-%d %H:%M}")
     print_table(header, table)

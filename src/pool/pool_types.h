@@ -67,6 +67,7 @@ struct obs_rec {
 	uint64_t tag_rows;	/* from CommandComplete tags */
 	uint64_t data_rows;	/* DataRow messages seen */
 	bool failed;
+	uint64_t fingerprint;	/* of sql when known; 0 = compute it */
 	size_t sql_len;
 	char sql[];		/* NUL-terminated */
 };

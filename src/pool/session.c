@@ -932,20 +932,22 @@ obs_new(const struct client *cl, const char *sql, size_t len,
 	r->tag_rows = 0;
 	r->data_rows = 0;
 	r->failed = false;
+	r->fingerprint = 0;
 	r->sql_len = len;
 	memcpy(r->sql, sql, len);
 	r->sql[len] = '\0';
 	return r;
 }
 
-/* 'sql' is NUL-terminated at sql[len]. */
+/* 'sql' is NUL-terminated at sql[len]; fingerprint 0 = compute it. */
 static void
 observe_text(struct client *cl, const char *sql, size_t len,
-	     uint64_t params_hash, int64_t started_us, uint64_t rows,
-	     bool cache_hit, bool failed)
+	     uint64_t fingerprint, uint64_t params_hash, int64_t started_us,
+	     uint64_t rows, bool cache_hit, bool failed)
 {
 	struct stmt_observation o = {
-		.fingerprint = fp_cache_get(cl->w->srv->fingerprints, sql,
+		.fingerprint = fingerprint ? fingerprint :
+			       fp_cache_get(cl->w->srv->fingerprints, sql,
 					    len),
 		.sql = sql,
 		.sql_len = len,
@@ -966,7 +968,8 @@ observe_text(struct client *cl, const char *sql, size_t len,
 void
 session_observe(struct client *cl, const struct obs_rec *r)
 {
-	observe_text(cl, r->sql, r->sql_len, r->params_hash, r->started_us,
+	observe_text(cl, r->sql, r->sql_len, r->fingerprint, r->params_hash,
+		     r->started_us,
 		     r->tag_rows > r->data_rows ? r->tag_rows : r->data_rows,
 		     false, r->failed);
 }
@@ -1018,7 +1021,7 @@ observe_answered(struct client *cl, const char *sql, size_t len,
 {
 	if (!observe_enabled())
 		return;
-	observe_text(cl, sql, len, params_hash, cl->arrival_us,
+	observe_text(cl, sql, len, 0, params_hash, cl->arrival_us,
 		     answer ? answer_rows(answer, answer_len) : 0, cache_hit,
 		     false);
 }
@@ -1034,8 +1037,9 @@ static void
 observe_bind(struct client *cl, const char *portal, size_t portal_len,
 	     const char *stmt, const uint8_t *rest, size_t rest_len)
 {
-	const struct pstmt *p = NULL;
+	struct pstmt *p = NULL;
 	const char *text = NULL;
+	size_t len;
 
 	free(cl->bound);
 	cl->bound = NULL;
@@ -1047,9 +1051,16 @@ observe_bind(struct client *cl, const char *portal, size_t portal_len,
 		text = p->query;
 	if (!text)
 		return;
-	cl->bound = obs_new(cl, text, strlen(text),
-			    params_hash_of(rest, rest_len));
+	len = strlen(text);
+	cl->bound = obs_new(cl, text, len, params_hash_of(rest, rest_len));
 	cl->bound_portal = XXH3_64bits(portal, portal_len);
+	/* a named statement's shape is worked out once, not per Execute */
+	if (p && cl->bound) {
+		if (!p->fingerprint)
+			p->fingerprint = fp_cache_get(cl->w->srv->fingerprints,
+						      text, len);
+		cl->bound->fingerprint = p->fingerprint;
+	}
 }
 
 /* The observation an Execute of 'portal' carries, or NULL. */

@@ -26,6 +26,7 @@ struct pstmt {
 	enum sql_kind kind;	/* what executing it does to session state */
 	char guc[SQL_NAME_MAX];
 	char *query;		/* points into parse_rest */
+	uint64_t fingerprint;	/* of query, once observed; 0 = not yet */
 };
 
 struct stmt_map {

@@ -163,6 +163,8 @@ class OrmCache:
         self._tag_names: Dict[int, str] = {}     # the proxy's table tag ids -> table names
         self._tag_names_key: Optional[Tuple[str, int]] = None
         self._plans: Dict[Any, Optional[tagmod.Plan]] = {}   # cache key -> Plan
+        # mapper -> (Plan, bind keys, statement shape) of its plain Session.get()
+        self._get_plans: Dict[Any, Tuple[tagmod.Plan, List[str], str]] = {}
         self._flights: Dict[Tuple[str, Any], _Flight] = {}   # misses being read now
         self._flights_lock = threading.Lock()
         self._engines: List[Any] = []
@@ -479,23 +481,39 @@ class OrmCache:
             return self._bypass()
         statement = state.statement
         try:
-            cache_key = statement._generate_cache_key()
-            if cache_key is None:
-                return self._bypass()
-            an = self._plans.get(cache_key.key, _NO_PLAN)
-            if an is _NO_PLAN:
-                an = tagmod.plan(statement, cache_key.bindparams, self._registry)
-                if len(self._plans) >= PLAN_CACHE_SIZE:
-                    self._plans.clear()
-                self._plans[cache_key.key] = an
+            mapper = _plain_get(state, statement)
+            known = self._get_plans.get(mapper) if mapper is not None else None
+            if known is not None:
+                # Session.get() of a mapper seen before: its statement is always the same,
+                # so the plan and the key come from the primary key values alone.
+                an, bind_keys, shape = known
+                values = [params.get(k) for k in bind_keys]
+                text = f"{shape}\0{values!r}"
+            else:
+                cache_key = statement._generate_cache_key()
+                if cache_key is None:
+                    return self._bypass()
+                an = self._plans.get(cache_key.key, _NO_PLAN)
+                if an is _NO_PLAN:
+                    an = tagmod.plan(statement, cache_key.bindparams, self._registry)
+                    if len(self._plans) >= PLAN_CACHE_SIZE:
+                        self._plans.clear()
+                    self._plans[cache_key.key] = an
+                values = [params.get(b.key, b.effective_value) for b in cache_key.bindparams]
+                text = keys.statement_text(statement, cache_key, params)
+                if mapper is not None and an is not None:
+                    bind_keys = [b.key for b in cache_key.bindparams]
+                    # the statement's SQL with no values: a changed model changes the key
+                    shape = "get\0" + keys.statement_text(statement, cache_key,
+                                                          dict.fromkeys(bind_keys))
+                    self._get_plans[mapper] = (an, bind_keys, shape)
+                    text = f"{shape}\0{[params.get(k) for k in bind_keys]!r}"
             if an is None:
                 return self._bypass()
             ttl = self._config_for(an, explicit)
             if ttl is None:
                 return self._bypass()
-            values = [params.get(b.key, b.effective_value) for b in cache_key.bindparams]
             statement_tags = an.tags(values)
-            text = keys.statement_text(statement, cache_key, params)
         except Exception as e:  # an unusual construct: never cached
             log.debug("pgvalet.orm: not analysable (%s)", e)
             return self._bypass()
@@ -637,6 +655,35 @@ class OrmCache:
 
 
 _BIND_KEYS = ("mapper", "clause", "bind")
+
+
+def _default_load_options() -> Any:
+    try:
+        from sqlalchemy.orm.context import QueryContext
+        return QueryContext.default_load_options
+    except (ImportError, AttributeError):
+        return None
+
+
+_DEFAULT_LOAD_OPTIONS = _default_load_options()
+
+
+def _plain_get(state: Any, statement: Any) -> Any:
+    """The mapper of a plain Session.get() (default load options, no loader options, no
+    locking), else None.  Recognised by its WHERE clause: the mapper's own get clause,
+    annotated, as Session.get builds it (a None in the key builds another clause)."""
+    if _DEFAULT_LOAD_OPTIONS is None or \
+            state.execution_options.get("_sa_orm_load_options") is not _DEFAULT_LOAD_OPTIONS:
+        return None
+    mapper = state.bind_arguments.get("mapper")
+    crit = getattr(statement, "_where_criteria", ())
+    if mapper is None or len(crit) != 1 or getattr(statement, "_with_options", True) or \
+            getattr(statement, "_for_update_arg", True) is not None:
+        return None
+    get_clause = getattr(mapper, "_get_clause", None)
+    if not get_clause or getattr(crit[0], "_Annotated__element", None) is not get_clause[0]:
+        return None
+    return mapper
 
 
 def _on_do_orm_execute(state: Any):
