@@ -405,9 +405,8 @@ nplus1_json_of(void *np)
 
 /*
  * The index advisor and N+1 detector listen to every statement (unless
- * --stats off); the
- * dashboard serves their findings at /api/advice, /api/audit and
- * /api/nplus1.
+ * --stats off); the dashboard serves their findings at /api/advice,
+ * /api/audit and /api/nplus1.
  */
 static int
 init_optimizer(struct server *srv, char *err, size_t errlen)
