@@ -28,12 +28,47 @@ node_str(const PgQuery__Node *n)
 	return n->string->sval;
 }
 
-static void
-add_rel(struct idxcols *out, const PgQuery__RangeVar *rv)
+/*
+ * One query being read: the statement, or a subquery or CTE body in it.
+ * Its tables and columns carry its id; a column reference is looked up in
+ * its own query first, then in the queries around it (correlation).
+ */
+struct level {
+	struct idxcols *out;
+	int id;
+	const PgQuery__WithClause *with;	/* its WITH: CTE names */
+	const struct level *up;			/* the query around it */
+};
+
+/* A WITH name in scope: a reference to it is not a table. */
+static bool
+is_cte(const struct level *lv, const char *name)
 {
+	size_t i;
+
+	for (; lv; lv = lv->up)
+		for (i = 0; lv->with && i < lv->with->n_ctes; i++) {
+			const PgQuery__Node *n = lv->with->ctes[i];
+
+			if (n && n->node_case ==
+				     PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR &&
+			    n->common_table_expr &&
+			    n->common_table_expr->ctename &&
+			    strcmp(n->common_table_expr->ctename, name) == 0)
+				return true;
+		}
+	return false;
+}
+
+static void
+add_rel(const struct level *lv, const PgQuery__RangeVar *rv)
+{
+	struct idxcols *out = lv->out;
 	struct idxcols_rel *r;
 
-	if (out->n_rels == IDXCOLS_MAX_RELS || !rv->relname)
+	if (out->n_rels == IDXCOLS_MAX_RELS || !rv || !rv->relname ||
+	    ((!rv->schemaname || !rv->schemaname[0]) &&
+	     is_cte(lv, rv->relname)))
 		return;
 	r = &out->rels[out->n_rels++];
 	copy_name(r->schema, rv->schemaname);
@@ -41,17 +76,44 @@ add_rel(struct idxcols *out, const PgQuery__RangeVar *rv)
 	copy_name(r->alias, rv->alias && rv->alias->aliasname &&
 				    rv->alias->aliasname[0] ?
 			    rv->alias->aliasname : rv->relname);
+	r->query = lv->id;
 }
 
-/* The rel a column reference names, -1 if unqualified among several,
- * -2 if it names none of ours (a subquery's alias, t.*, ...). */
+/* The rel of query 'id' that 'f' (1 to 3 name parts) names: -2 none, -3
+ * several (Postgres refuses it). */
 static int
-resolve(const struct idxcols *out, const PgQuery__ColumnRef *cr,
+find_rel(const struct idxcols *out, int id, const char *const *f,
+	 size_t n_fields)
+{
+	int r, hit = -2;
+
+	for (r = 0; r < out->n_rels; r++) {
+		const struct idxcols_rel *rel = &out->rels[r];
+
+		if (rel->query != id)
+			continue;
+		if (n_fields == 2 ? strcmp(rel->alias, f[0]) != 0 :
+		    (strcmp(rel->schema, f[0]) != 0 ||
+		     strcmp(rel->name, f[1]) != 0 ||
+		     strcmp(rel->alias, rel->name) != 0))
+			continue;
+		if (hit != -2)
+			return -3;
+		hit = r;
+	}
+	return hit;
+}
+
+/* The rel a column reference names, -1 if unqualified among several of
+ * its query, -2 if it names none of ours (a subquery's alias, t.*, ...). */
+static int
+resolve(const struct level *lv, const PgQuery__ColumnRef *cr,
 	const char **col)
 {
+	const struct idxcols *out = lv->out;
 	const char *f[3];
 	size_t i;
-	int r, hit = -2;
+	int r, hit = -2, n = 0;
 
 	if (cr->n_fields < 1 || cr->n_fields > 3)
 		return -2;
@@ -59,29 +121,29 @@ resolve(const struct idxcols *out, const PgQuery__ColumnRef *cr,
 		if (!(f[i] = node_str(cr->fields[i])))
 			return -2;
 	*col = f[cr->n_fields - 1];
-	if (cr->n_fields == 1)
-		return out->n_rels == 1 ? 0 : -1;
-	for (r = 0; r < out->n_rels; r++) {
-		const struct idxcols_rel *rel = &out->rels[r];
-
-		if (cr->n_fields == 2 ? strcmp(rel->alias, f[0]) != 0 :
-		    (strcmp(rel->schema, f[0]) != 0 ||
-		     strcmp(rel->name, f[1]) != 0 ||
-		     strcmp(rel->alias, rel->name) != 0))
-			continue;
-		if (hit != -2)
-			return -2;	/* ambiguous: Postgres refuses it */
-		hit = r;
+	if (cr->n_fields == 1) {
+		for (r = 0; r < out->n_rels; r++)
+			if (out->rels[r].query == lv->id) {
+				hit = r;
+				n++;
+			}
+		return n > 1 ? -1 : hit;
 	}
-	return hit;
+	for (; lv; lv = lv->up) {
+		hit = find_rel(out, lv->id, f, cr->n_fields);
+		if (hit != -2)
+			return hit < 0 ? -2 : hit;
+	}
+	return -2;
 }
 
 static void
-add_col(struct idxcols *out, const PgQuery__ColumnRef *cr,
+add_col(const struct level *lv, const PgQuery__ColumnRef *cr,
 	enum idxcols_role role)
 {
+	struct idxcols *out = lv->out;
 	const char *name = NULL;
-	int rel = resolve(out, cr, &name), i;
+	int rel = resolve(lv, cr, &name), i;
 	struct idxcols_col *c;
 
 	if (rel == -2 || !name || strlen(name) >= ANALYSIS_NAME_MAX)
@@ -89,6 +151,7 @@ add_col(struct idxcols *out, const PgQuery__ColumnRef *cr,
 	for (i = 0; i < out->n_cols; i++) {
 		c = &out->cols[i];
 		if (c->rel == rel && c->role == role &&
+		    (rel >= 0 || c->query == lv->id) &&
 		    strcmp(c->name, name) == 0)
 			return;
 	}
@@ -97,6 +160,7 @@ add_col(struct idxcols *out, const PgQuery__ColumnRef *cr,
 	c = &out->cols[out->n_cols++];
 	c->rel = rel;
 	c->role = role;
+	c->query = lv->id;
 	copy_name(c->name, name);
 }
 
@@ -153,7 +217,7 @@ op_name(const PgQuery__AExpr *e)
 
 /* col op value / value op col / col = col. */
 static void
-walk_op(struct idxcols *out, const PgQuery__AExpr *e)
+walk_op(const struct level *lv, const PgQuery__AExpr *e)
 {
 	const PgQuery__ColumnRef *l = column_of(e->lexpr);
 	const PgQuery__ColumnRef *r = column_of(e->rexpr);
@@ -171,84 +235,140 @@ walk_op(struct idxcols *out, const PgQuery__AExpr *e)
 		const char *ln = NULL, *rn = NULL;
 
 		/* two columns of one row: no index finds it */
-		if (eq && resolve(out, l, &ln) != resolve(out, r, &rn)) {
-			add_col(out, l, IDXCOLS_JOIN);
-			add_col(out, r, IDXCOLS_JOIN);
+		if (eq && resolve(lv, l, &ln) != resolve(lv, r, &rn)) {
+			add_col(lv, l, IDXCOLS_JOIN);
+			add_col(lv, r, IDXCOLS_JOIN);
 		}
 		return;
 	}
 	if (l && is_value(e->rexpr, 0))
-		add_col(out, l, eq ? IDXCOLS_EQ : IDXCOLS_RANGE);
+		add_col(lv, l, eq ? IDXCOLS_EQ : IDXCOLS_RANGE);
 	else if (r && is_value(e->lexpr, 0))
-		add_col(out, r, eq ? IDXCOLS_EQ : IDXCOLS_RANGE);
+		add_col(lv, r, eq ? IDXCOLS_EQ : IDXCOLS_RANGE);
 }
 
 static void
-walk_aexpr(struct idxcols *out, const PgQuery__AExpr *e)
+walk_aexpr(const struct level *lv, const PgQuery__AExpr *e)
 {
 	const PgQuery__ColumnRef *l = column_of(e->lexpr);
 	const char *op = op_name(e);
 
 	switch (e->kind) {
 	case PG_QUERY__A__EXPR__KIND__AEXPR_OP:
-		walk_op(out, e);
+		walk_op(lv, e);
 		break;
 	case PG_QUERY__A__EXPR__KIND__AEXPR_IN:	/* col IN (...) */
 		if (l && op && strcmp(op, "=") == 0)
-			add_col(out, l, IDXCOLS_EQ);
+			add_col(lv, l, IDXCOLS_EQ);
 		break;
 	case PG_QUERY__A__EXPR__KIND__AEXPR_BETWEEN:
 		if (l)
-			add_col(out, l, IDXCOLS_RANGE);
+			add_col(lv, l, IDXCOLS_RANGE);
 		break;
 	default:
 		break;
 	}
 }
 
-/* The conjuncts of a WHERE or ON clause. */
+static void walk_query(const struct level *up, const PgQuery__Node *n,
+		       int depth);
+
+/*
+ * The conjuncts of a WHERE or ON clause; EXISTS / NOT EXISTS / IN
+ * subqueries among them are read as queries of their own (their
+ * correlation columns are join columns, col IN (SELECT ...) an equality).
+ */
 static void
-walk_quals(struct idxcols *out, const PgQuery__Node *n, int depth)
+walk_quals(const struct level *lv, const PgQuery__Node *n, int depth)
 {
+	const PgQuery__BoolExpr *b;
+	const PgQuery__SubLink *sl;
+	const PgQuery__ColumnRef *cr;
 	size_t i;
 
 	if (!n || depth > ANALYSIS_MAX_DEPTH)
 		return;
-	if (n->node_case == PG_QUERY__NODE__NODE_BOOL_EXPR && n->bool_expr) {
-		if (n->bool_expr->boolop != PG_QUERY__BOOL_EXPR_TYPE__AND_EXPR)
-			return;
-		for (i = 0; i < n->bool_expr->n_args; i++)
-			walk_quals(out, n->bool_expr->args[i], depth + 1);
+	if (n->node_case == PG_QUERY__NODE__NODE_BOOL_EXPR &&
+	    (b = n->bool_expr)) {
+		if (b->boolop == PG_QUERY__BOOL_EXPR_TYPE__AND_EXPR)
+			for (i = 0; i < b->n_args; i++)
+				walk_quals(lv, b->args[i], depth + 1);
+		else if (b->boolop == PG_QUERY__BOOL_EXPR_TYPE__NOT_EXPR &&
+			 b->n_args == 1 && b->args[0] &&
+			 b->args[0]->node_case ==
+				 PG_QUERY__NODE__NODE_SUB_LINK)
+			walk_quals(lv, b->args[0], depth + 1);
 	} else if (n->node_case == PG_QUERY__NODE__NODE_A_EXPR && n->a_expr) {
-		walk_aexpr(out, n->a_expr);
+		walk_aexpr(lv, n->a_expr);
+	} else if (n->node_case == PG_QUERY__NODE__NODE_SUB_LINK &&
+		   (sl = n->sub_link)) {
+		if (sl->sub_link_type == PG_QUERY__SUB_LINK_TYPE__EXISTS_SUBLINK)
+			walk_query(lv, sl->subselect, depth + 1);
+		else if (sl->sub_link_type ==
+			 PG_QUERY__SUB_LINK_TYPE__ANY_SUBLINK) {
+			if ((cr = column_of(sl->testexpr)))
+				add_col(lv, cr, IDXCOLS_EQ);
+			walk_query(lv, sl->subselect, depth + 1);
+		}
 	}
 }
 
-/* FROM items: tables (joined or not); subqueries and functions add none. */
+/* FROM items: tables (joined or not), and subqueries read as their own
+ * queries; functions add none. */
 static void
-walk_from(struct idxcols *out, const PgQuery__Node *n, int depth)
+walk_from(const struct level *lv, const PgQuery__Node *n, int depth)
 {
 	if (!n || depth > ANALYSIS_MAX_DEPTH)
 		return;
 	if (n->node_case == PG_QUERY__NODE__NODE_RANGE_VAR && n->range_var) {
-		add_rel(out, n->range_var);
+		add_rel(lv, n->range_var);
 	} else if (n->node_case == PG_QUERY__NODE__NODE_JOIN_EXPR &&
 		   n->join_expr) {
-		walk_from(out, n->join_expr->larg, depth + 1);
-		walk_from(out, n->join_expr->rarg, depth + 1);
+		walk_from(lv, n->join_expr->larg, depth + 1);
+		walk_from(lv, n->join_expr->rarg, depth + 1);
+	} else if (n->node_case == PG_QUERY__NODE__NODE_RANGE_SUBSELECT &&
+		   n->range_subselect) {
+		walk_query(lv, n->range_subselect->subquery, depth + 1);
 	}
 }
 
 /* ON clauses once every table of the FROM list is known. */
 static void
-walk_join_quals(struct idxcols *out, const PgQuery__Node *n, int depth)
+walk_join_quals(const struct level *lv, const PgQuery__Node *n, int depth)
 {
 	if (!n || depth > ANALYSIS_MAX_DEPTH ||
 	    n->node_case != PG_QUERY__NODE__NODE_JOIN_EXPR || !n->join_expr)
 		return;
-	walk_join_quals(out, n->join_expr->larg, depth + 1);
-	walk_join_quals(out, n->join_expr->rarg, depth + 1);
-	walk_quals(out, n->join_expr->quals, 0);
+	walk_join_quals(lv, n->join_expr->larg, depth + 1);
+	walk_join_quals(lv, n->join_expr->rarg, depth + 1);
+	walk_quals(lv, n->join_expr->quals, depth + 1);
+}
+
+/* A FROM (or USING) list and its ON clauses, then a WHERE clause. */
+static void
+walk_tables(const struct level *lv, PgQuery__Node *const *from,
+	    size_t n_from, const PgQuery__Node *where, int depth)
+{
+	size_t i;
+
+	for (i = 0; i < n_from; i++)
+		walk_from(lv, from[i], depth + 1);
+	for (i = 0; i < n_from; i++)
+		walk_join_quals(lv, from[i], depth + 1);
+	walk_quals(lv, where, depth + 1);
+}
+
+static void
+walk_ctes(const struct level *lv, const PgQuery__WithClause *with, int depth)
+{
+	size_t i;
+
+	for (i = 0; with && i < with->n_ctes; i++)
+		if (with->ctes[i] && with->ctes[i]->node_case ==
+			     PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR &&
+		    with->ctes[i]->common_table_expr)
+			walk_query(lv, with->ctes[i]->common_table_expr->ctequery,
+				   depth + 1);
 }
 
 static void
@@ -275,28 +395,105 @@ read_offset(struct idxcols *out, const PgQuery__Node *n)
 		out->offset = strtoll(c->fval->fval, NULL, 10);
 }
 
+/* One SELECT (the arms of a UNION and the like each as its own query). */
 static void
-walk_select(struct idxcols *out, const PgQuery__SelectStmt *s)
+walk_select(const struct level *lv, const PgQuery__SelectStmt *s, int depth)
 {
 	const PgQuery__ColumnRef *cr;
 	size_t i;
 
-	if (s->op != PG_QUERY__SET_OPERATION__SETOP_NONE || !s->n_from_clause)
+	walk_ctes(lv, s->with_clause, depth);
+	if (s->op != PG_QUERY__SET_OPERATION__SETOP_NONE) {
+		if (s->larg)
+			walk_select(lv, s->larg, depth + 1);
+		if (s->rarg)
+			walk_select(lv, s->rarg, depth + 1);
 		return;
-	out->is_select = true;
-	for (i = 0; i < s->n_from_clause; i++)
-		walk_from(out, s->from_clause[i], 0);
-	for (i = 0; i < s->n_from_clause; i++)
-		walk_join_quals(out, s->from_clause[i], 0);
-	walk_quals(out, s->where_clause, 0);
+	}
+	walk_tables(lv, s->from_clause, s->n_from_clause, s->where_clause,
+		    depth);
 	for (i = 0; i < s->n_sort_clause; i++) {
 		const PgQuery__Node *n = s->sort_clause[i];
 
 		if (n->node_case == PG_QUERY__NODE__NODE_SORT_BY &&
 		    n->sort_by && (cr = column_of(n->sort_by->node)))
-			add_col(out, cr, IDXCOLS_ORDER);
+			add_col(lv, cr, IDXCOLS_ORDER);
 	}
-	read_offset(out, s->limit_offset);
+}
+
+/* UPDATE ... FROM ... WHERE, DELETE ... USING ... WHERE: the rows the
+ * statement finds are found like a SELECT's. */
+static void
+walk_write(const struct level *lv, const PgQuery__Node *n, int depth)
+{
+	const PgQuery__UpdateStmt *u;
+	const PgQuery__DeleteStmt *d;
+
+	if (n->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT &&
+	    (u = n->update_stmt)) {
+		walk_ctes(lv, u->with_clause, depth);
+		add_rel(lv, u->relation);
+		walk_tables(lv, u->from_clause, u->n_from_clause,
+			    u->where_clause, depth);
+	} else if (n->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
+		   (d = n->delete_stmt)) {
+		walk_ctes(lv, d->with_clause, depth);
+		add_rel(lv, d->relation);
+		walk_tables(lv, d->using_clause, d->n_using_clause,
+			    d->where_clause, depth);
+	}
+}
+
+/* A nested query (subquery, CTE body), read in a level of its own. */
+static void
+walk_query(const struct level *up, const PgQuery__Node *n, int depth)
+{
+	struct level lv = { up->out, ++up->out->n_queries, NULL, up };
+
+	if (!n || depth > ANALYSIS_MAX_DEPTH)
+		return;
+	if (n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
+	    n->select_stmt) {
+		lv.with = n->select_stmt->with_clause;
+		walk_select(&lv, n->select_stmt, depth);
+	} else if (n->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT &&
+		   n->update_stmt) {
+		lv.with = n->update_stmt->with_clause;
+		walk_write(&lv, n, depth);
+	} else if (n->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
+		   n->delete_stmt) {
+		lv.with = n->delete_stmt->with_clause;
+		walk_write(&lv, n, depth);
+	}
+}
+
+/* The statement: one plain SELECT with a FROM, an UPDATE or a DELETE. */
+static void
+read_top(struct idxcols *out, const PgQuery__Node *top)
+{
+	struct level lv = { out, 0, NULL, NULL };
+	const PgQuery__SelectStmt *s;
+
+	if (top->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
+	    (s = top->select_stmt)) {
+		if (s->op != PG_QUERY__SET_OPERATION__SETOP_NONE ||
+		    !s->n_from_clause)
+			return;
+		out->is_select = true;
+		lv.with = s->with_clause;
+		walk_select(&lv, s, 0);
+		read_offset(out, s->limit_offset);
+	} else if (top->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT &&
+		   top->update_stmt) {
+		out->is_write = true;
+		lv.with = top->update_stmt->with_clause;
+		walk_write(&lv, top, 0);
+	} else if (top->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
+		   top->delete_stmt) {
+		out->is_write = true;
+		lv.with = top->delete_stmt->with_clause;
+		walk_write(&lv, top, 0);
+	}
 }
 
 static void
@@ -336,9 +533,8 @@ idxcols_parse(const char *sql, struct idxcols *out, char *err,
 	}
 	top = tree->n_stmts == 1 && tree->stmts[0] ? tree->stmts[0]->stmt :
 						      NULL;
-	if (top && top->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
-	    top->select_stmt)
-		walk_select(out, top->select_stmt);
+	if (top)
+		read_top(out, top);
 	pg_query__parse_result__free_unpacked(tree, NULL);
 	return 0;
 }

@@ -146,17 +146,24 @@ advisor_new(const struct config *cfg, struct nplus1 *np, struct audit *au)
 
 /* ---- the workers' side -------------------------------------------------- */
 
-/* SELECT or WITH first (after blanks and parentheses). */
+/* SELECT, WITH, UPDATE or DELETE first (after blanks and parentheses):
+ * statements whose rows an index could find faster. */
 static bool
-looks_like_select(const char *sql, size_t len)
+may_use_index(const char *sql, size_t len)
 {
-	size_t i = 0;
+	static const char *const words[] = { "select", "with", "update",
+					     "delete" };
+	size_t i = 0, k, n;
 
 	while (i < len && (sql[i] == ' ' || sql[i] == '\t' ||
 			   sql[i] == '\n' || sql[i] == '\r' || sql[i] == '('))
 		i++;
-	return (len - i >= 6 && strncasecmp(sql + i, "select", 6) == 0) ||
-	       (len - i >= 4 && strncasecmp(sql + i, "with", 4) == 0);
+	for (k = 0; k < sizeof(words) / sizeof(*words); k++) {
+		n = strlen(words[k]);
+		if (len - i >= n && strncasecmp(sql + i, words[k], n) == 0)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -246,7 +253,7 @@ advisor_observe(const struct stmt_observation *o, void *arg)
 	bool offset_job = false, advise_job = false, offset_lost, advise_lost;
 
 	if (o->failed || !o->fingerprint || o->sql_len >= EXAMPLE_MAX ||
-	    !looks_like_select(o->sql, o->sql_len))
+	    !may_use_index(o->sql, o->sql_len))
 		return;
 	st = &ad->stripes[o->fingerprint % STRIPES];
 	pthread_mutex_lock(&st->lock);

@@ -252,7 +252,8 @@ resolve_columns(PGconn *c, struct idxcols *ic, const struct table *tabs)
 			continue;
 		}
 		for (hit = -2, r = 0; r < ic->n_rels; r++) {
-			if (!tabs[r].found || !has_column(c, &tabs[r], col->name))
+			if (ic->rels[r].query != col->query ||
+			    !tabs[r].found || !has_column(c, &tabs[r], col->name))
 				continue;
 			hit = hit == -2 ? r : -3;	/* -3: ambiguous */
 		}
@@ -453,8 +454,9 @@ gather(PGconn *c, const char *sql, struct table *tabs,
 		snprintf(why, whylen, "cannot parse the statement: %s", err);
 		return INDEXER_NONE;
 	}
-	if (!ic.is_select) {
-		snprintf(why, whylen, "not a plain SELECT over tables");
+	if (!ic.is_select && !ic.is_write) {
+		snprintf(why, whylen, "not one plain SELECT over tables, "
+				      "UPDATE or DELETE");
 		return INDEXER_NONE;
 	}
 	for (r = 0; r < ic.n_rels; r++)

@@ -2,8 +2,9 @@
  * fuzz_indexcols.c - the index advisor's column extraction
  * (analysis/indexcols.h) on arbitrary SQL text, as the advisor hands it
  * a client's statement: it must return 0 or -1, keep its counts within
- * the arrays, give every column a rel of its own FROM list (or -1),
- * terminate every name, and report an OFFSET only for a SELECT.
+ * the arrays, give every column a rel of its own query or of one around
+ * it (or -1: several in its own), terminate every name, read only a
+ * SELECT, UPDATE or DELETE, and report an OFFSET only for a SELECT.
  */
 #include <string.h>
 
@@ -34,17 +35,32 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(memchr(err, '\0', sizeof(err)) != NULL);
 	FUZZ_CHECK(ic.n_rels >= 0 && ic.n_rels <= IDXCOLS_MAX_RELS);
 	FUZZ_CHECK(ic.n_cols >= 0 && ic.n_cols <= IDXCOLS_MAX_COLS);
-	FUZZ_CHECK(ic.is_select || (ic.n_rels == 0 && ic.n_cols == 0 &&
-				    ic.offset == -1 && !ic.offset_param));
+	FUZZ_CHECK(!(ic.is_select && ic.is_write));
+	FUZZ_CHECK(ic.is_select || ic.is_write ||
+		   (ic.n_rels == 0 && ic.n_cols == 0 && ic.n_queries == 0));
+	FUZZ_CHECK(ic.is_select || (ic.offset == -1 && !ic.offset_param));
 	for (i = 0; i < ic.n_rels; i++) {
 		check_name(ic.rels[i].schema);
 		check_name(ic.rels[i].name);
 		check_name(ic.rels[i].alias);
+		FUZZ_CHECK(ic.rels[i].query >= 0 &&
+			   ic.rels[i].query <= ic.n_queries);
 	}
 	for (i = 0; i < ic.n_cols; i++) {
-		FUZZ_CHECK(ic.cols[i].rel >= -1 && ic.cols[i].rel < ic.n_rels);
-		FUZZ_CHECK((unsigned)ic.cols[i].role <= IDXCOLS_ORDER);
-		check_name(ic.cols[i].name);
+		const struct idxcols_col *c = &ic.cols[i];
+		int r, mine = 0;
+
+		FUZZ_CHECK(c->rel >= -1 && c->rel < ic.n_rels);
+		FUZZ_CHECK((unsigned)c->role <= IDXCOLS_ORDER);
+		FUZZ_CHECK(c->query >= 0 && c->query <= ic.n_queries);
+		check_name(c->name);
+		/* queries around a query have smaller ids */
+		if (c->rel >= 0)
+			FUZZ_CHECK(ic.rels[c->rel].query <= c->query);
+		for (r = 0; r < ic.n_rels; r++)
+			mine += ic.rels[r].query == c->query;
+		if (c->rel == -1)
+			FUZZ_CHECK(mine >= 2);
 	}
 	free(text);
 	return 0;

@@ -236,6 +236,50 @@ def test_hourly_cap(proxy, pg, big):
     assert indexes(pg, big) == [f"{big}_pkey"]
 
 
+def test_an_update_gets_advice_for_the_rows_it_finds(proxy, pg, big):
+    """A slow UPDATE ... WHERE v = $1: the same verified advice as a SELECT's."""
+    p = proxy(extra=SLOW)
+    c = p.connect()
+    try:
+        with c.cursor() as cur:
+            for i in range(3):
+                cur.execute(f"UPDATE {big} SET note = note WHERE v = %s", (200 + i,))
+                assert cur.rowcount == 10
+    finally:
+        c.close()
+    m = wait_log(p, rf"advisor: recommended on public\.{big}: pgvalet_idx_{big}_v: .*"
+                    rf"cost ([\d.]+) -> ([\d.]+)")
+    assert float(m.group(2)) <= 0.7 * float(m.group(1))
+    advice = wait_api(p, "/api/advice", lambda a: a.get("table") == big)[0]
+    assert advice["example"].startswith(f"UPDATE {big} SET note = note WHERE v = ")
+    assert indexes(pg, big) == [f"{big}_pkey"]      # recommended only (mode cache)
+
+
+def test_a_correlated_subquery_gets_advice_on_its_join_column(proxy, pg, big):
+    """EXISTS (SELECT ... WHERE k.parent_id = b.id): the index goes on the subquery's table."""
+    kids = f"{big}_kids"
+    d = pg.connect()
+    d.cursor().execute(f"CREATE TABLE {kids} (id int PRIMARY KEY, parent_id int NOT NULL)")
+    d.cursor().execute(f"INSERT INTO {kids} SELECT g, g % 5000 FROM generate_series(1, 50000) g")
+    d.cursor().execute(f"ANALYZE {kids}")
+    try:
+        p = proxy(extra=SLOW)
+        c = p.connect()
+        try:
+            for i in range(3):
+                one(c, f"SELECT count(*) FROM {big} b WHERE b.id < %s AND EXISTS "
+                       f"(SELECT 1 FROM {kids} k WHERE k.parent_id = b.id)", (20 + i,))
+        finally:
+            c.close()
+        wait_log(p, rf"advisor: recommended on public\.{kids}: pgvalet_idx_{kids}_parent_id: "
+                    rf"CREATE INDEX CONCURRENTLY \"pgvalet_idx_{kids}_parent_id\" ON "
+                    rf"\"public\"\.\"{kids}\" \(\"parent_id\"\)")
+        assert indexes(pg, kids) == [f"{kids}_pkey"]
+    finally:
+        d.cursor().execute(f"DROP TABLE IF EXISTS {kids}")
+        d.close()
+
+
 def test_orm_lazy_loading_is_nplus1(proxy, pg, uniq):
     """SQLAlchemy: parents, then each parent's children loaded lazily."""
     Base = declarative_base()

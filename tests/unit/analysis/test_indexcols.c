@@ -52,11 +52,37 @@ test_columns(void **state)
 		  "ORDER BY c.at DESC", "c.pid:join p.id:join p.kind:eq c.at:order" },
 		{ "SELECT * FROM p, c WHERE c.pid = p.id AND flag = true",
 		  "c.pid:join p.id:join ?.flag:eq" },
-		/* OR, functions of a column, subqueries: nothing to index */
+		/* OR and functions of a column: nothing to index */
 		{ "SELECT * FROM t WHERE v = 1 OR w = 2", "" },
 		{ "SELECT * FROM t WHERE lower(name) = 'a'", "" },
+		/* subqueries are queries of their own; s.w names none of ours */
 		{ "SELECT * FROM (SELECT * FROM t WHERE v = 1) s WHERE s.w = 2",
-		  "" },
+		  "t.v:eq" },
+		{ "SELECT * FROM a WHERE EXISTS (SELECT 1 FROM b WHERE "
+		  "b.a_id = a.id AND b.k = 3) AND a.v = 1",
+		  "b.a_id:join a.id:join b.k:eq a.v:eq" },
+		{ "SELECT * FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE "
+		  "a_id = a.id)", "b.a_id:join a.id:join" },
+		{ "SELECT * FROM a WHERE v = 1 AND id IN (SELECT a_id FROM b "
+		  "WHERE k = 2)", "a.v:eq a.id:eq b.k:eq" },
+		{ "WITH r AS (SELECT * FROM t WHERE v = 1) SELECT * FROM r "
+		  "JOIN u ON u.id = r.uid WHERE u.w > 3",
+		  "t.v:eq u.id:join u.w:range" },
+		{ "SELECT * FROM t WHERE v = 1 AND w IN (SELECT w FROM t "
+		  "UNION SELECT x FROM s WHERE s.y = 2)",
+		  "t.v:eq t.w:eq s.y:eq" },
+		/* an inner alias hides the outer one */
+		{ "SELECT * FROM t x WHERE EXISTS (SELECT 1 FROM u x WHERE "
+		  "x.k = 1)", "u.k:eq" },
+		/* writes: the rows they find */
+		{ "UPDATE t SET v = 1 WHERE w = 2 AND ts < now()",
+		  "t.w:eq t.ts:range" },
+		{ "UPDATE t SET v = s.v FROM s WHERE s.id = t.sid AND s.k = 1",
+		  "s.id:join t.sid:join s.k:eq" },
+		{ "DELETE FROM t USING s WHERE s.id = t.sid AND s.gone",
+		  "s.id:join t.sid:join" },
+		{ "WITH old AS (SELECT id FROM s WHERE at < $1) DELETE FROM t "
+		  "WHERE sid IN (SELECT id FROM old)", "s.at:range t.sid:eq" },
 		{ "SELECT * FROM t WHERE v::text = '1'", "t.v:eq" },
 		{ "SELECT * FROM t WHERE v = w", "" },
 		{ "SELECT * FROM t WHERE t.v = t.w", "" },
@@ -70,7 +96,7 @@ test_columns(void **state)
 	for (i = 0; i < N_ELEMS(cases); i++) {
 		assert_int_equal(idxcols_parse(cases[i].sql, &ic, err,
 					       sizeof(err)), 0);
-		assert_true(ic.is_select);
+		assert_true(ic.is_select != ic.is_write);
 		render(&ic, got, sizeof(got));
 		if (strcmp(got, cases[i].want) != 0)
 			fail_msg("%s\n  got  '%s'\n  want '%s'", cases[i].sql,
@@ -82,7 +108,7 @@ static void
 test_not_select(void **state)
 {
 	static const char *const texts[] = {
-		"UPDATE t SET v = 1 WHERE id = 2",
+		"INSERT INTO t SELECT * FROM s WHERE v = 1",
 		"SELECT 1",
 		"SELECT * FROM t WHERE v = 1; SELECT 2",
 		"SELECT * FROM a UNION SELECT * FROM b",
@@ -95,6 +121,7 @@ test_not_select(void **state)
 	for (i = 0; i < N_ELEMS(texts); i++) {
 		assert_int_equal(idxcols_parse(texts[i], &ic, NULL, 0), 0);
 		assert_false(ic.is_select);
+		assert_false(ic.is_write);
 	}
 	assert_int_equal(idxcols_parse("SELEC * FROM t", &ic, NULL, 0), -1);
 }
