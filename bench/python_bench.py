@@ -13,7 +13,8 @@ from Python, sync and async:
 
 against each column: `direct` (Postgres), `pgvalet` (the proxy; the same key
 every time, so its result cache answers), `l1` (the in-process L1 cache under the
-driver / engine) and `ormcache` (the ORM cache API, mem:// backend; ORM rows only).  Each cell is the median (and p90) of
+driver / engine) and `ormcache` (the ORM cache API, mem:// backend; ORM rows
+only).  Each cell is the median (and p90) of
 --iterations individually timed operations, after --warmup untimed ones, taken in
 --rounds rounds that alternate the columns so drift on the machine hits all alike.
 Prints the table and writes bench/results/<date>-python.csv.
@@ -163,6 +164,8 @@ class OrmCacheTarget(Target):
     pgvalet.sqlalchemy engine does, so the cache follows the proxy's invalidations
     exactly as in an application."""
 
+    serves_core = False
+
     def __init__(self, env):
         super().__init__("ormcache", env.valet_port, "through the proxy, the ORM cache API "
                          "(pgvalet.orm.configure(backend='mem://'), bind(engine)) in front")
@@ -176,8 +179,6 @@ class OrmCacheTarget(Target):
 
     async def asyncpg(self):
         return None
-
-    serves_core = False
 
     def _bind(self, engine):
         sync = getattr(engine, "sync_engine", engine)
