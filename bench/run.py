@@ -813,10 +813,10 @@ def parse_args():
     a.targets = [t for t in TARGETS if t in want]  # proxy table, fixed order
     a.cache_targets = [t for t in CACHE_TARGETS if t in want]
     a.rows, a.cache_rows, a.stream_rows, a.stats_rows = select_rows(a.only)
-    for part in filter(None, (p.strip() for p in a.stats_rate.split(","))):
-        name, _, value = part.rpartition("=")
-        if (name and name not in dict(WORKLOADS)) or not value.isdigit() or int(value) < 1:
-            ap.error(f"--stats-rate: {part!r}: expected N or select=N,tpcb=M (N >= 1)")
+    try:
+        a.stats_rates = parse_stats_rate(a.stats_rate)
+    except ValueError as e:
+        ap.error(f"--stats-rate: {e}")
     if a.stats_rounds < 1:
         ap.error("--stats-rounds must be >= 1")
     if a.rows and not a.targets:
@@ -1206,13 +1206,15 @@ def proc_cpu_s(pid):
         return None
 
 
-def stats_rate_args(spec, workload):
-    """pgbench -R arguments for a workload from --stats-rate ("N" or "select=N,tpcb=M")."""
+def parse_stats_rate(spec):
+    """--stats-rate ("N" or "select=N,tpcb=M") as {workload: N}, "" meaning every one."""
+    rates = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, value = part.rpartition("=")
-        if not name or name == workload:
-            return ["-R", value]
-    return []
+        if (name and name not in dict(WORKLOADS)) or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{part!r}: expected N or select=N,tpcb=M (N >= 1)")
+        rates[name] = value
+    return rates
 
 
 def run_stats(a, base, pg_port, started, mach):
@@ -1242,8 +1244,10 @@ def run_stats(a, base, pg_port, started, mach):
     log(f"stats table: {len(a.stats_rows)} rows x {len(STATS_TARGETS)} x {a.stats_rounds} "
         f"rounds x {a.duration}s")
     results = []
-    for i, (name, _w, mode, wargs) in enumerate(a.stats_rows):
+    for i, (name, workload, mode, wargs) in enumerate(a.stats_rows):
         res = {"row": name, "tps": {}, "cpu_us": {}, "errors": {}}
+        rate = a.stats_rates.get(workload, a.stats_rates.get(""))
+        rate_args = ["-R", rate] if rate else []
         tps_runs = {t: [] for t in STATS_TARGETS}
         cpu_runs = {t: [] for t in STATS_TARGETS}
         for rnd in range(a.stats_rounds):
@@ -1252,9 +1256,9 @@ def run_stats(a, base, pg_port, started, mach):
                 if t not in sports or procs[t][0].poll() is not None:
                     continue
                 cpu0 = proc_cpu_s(procs[t][0].pid)
-                rate = stats_rate_args(a.stats_rate, _w)
                 tps, err = pgbench(sports[t], ["-n", "-c", str(a.clients), "-j", str(a.jobs),
-                                               "-T", str(a.duration), "-M", mode] + rate + wargs,
+                                               "-T", str(a.duration), "-M", mode]
+                                   + rate_args + wargs,
                                    a.duration + 60)
                 cpu1 = proc_cpu_s(procs[t][0].pid)
                 cpu = None
