@@ -395,19 +395,24 @@ read_offset(struct idxcols *out, const PgQuery__Node *n)
 		out->offset = strtoll(c->fval->fval, NULL, 10);
 }
 
-/* One SELECT (the arms of a UNION and the like each as its own query). */
+static void walk_arm(const struct level *up, const PgQuery__SelectStmt *s,
+		     int depth);
+
+/* One SELECT in level lv (which takes its WITH); the arms of a UNION and
+ * the like are each read as a query of their own. */
 static void
-walk_select(const struct level *lv, const PgQuery__SelectStmt *s, int depth)
+walk_select(struct level *lv, const PgQuery__SelectStmt *s, int depth)
 {
 	const PgQuery__ColumnRef *cr;
 	size_t i;
 
+	lv->with = s->with_clause;
 	walk_ctes(lv, s->with_clause, depth);
 	if (s->op != PG_QUERY__SET_OPERATION__SETOP_NONE) {
 		if (s->larg)
-			walk_select(lv, s->larg, depth + 1);
+			walk_arm(lv, s->larg, depth + 1);
 		if (s->rarg)
-			walk_select(lv, s->rarg, depth + 1);
+			walk_arm(lv, s->rarg, depth + 1);
 		return;
 	}
 	walk_tables(lv, s->from_clause, s->n_from_clause, s->where_clause,
@@ -421,22 +426,35 @@ walk_select(const struct level *lv, const PgQuery__SelectStmt *s, int depth)
 	}
 }
 
-/* UPDATE ... FROM ... WHERE, DELETE ... USING ... WHERE: the rows the
- * statement finds are found like a SELECT's. */
 static void
-walk_write(const struct level *lv, const PgQuery__Node *n, int depth)
+walk_arm(const struct level *up, const PgQuery__SelectStmt *s, int depth)
+{
+	struct level lv = { up->out, 0, NULL, up };
+
+	if (depth > ANALYSIS_MAX_DEPTH)
+		return;
+	lv.id = ++up->out->n_queries;
+	walk_select(&lv, s, depth);
+}
+
+/* UPDATE ... FROM ... WHERE, DELETE ... USING ... WHERE in level lv
+ * (which takes its WITH): the rows it finds are found like a SELECT's. */
+static void
+walk_write(struct level *lv, const PgQuery__Node *n, int depth)
 {
 	const PgQuery__UpdateStmt *u;
 	const PgQuery__DeleteStmt *d;
 
 	if (n->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT &&
 	    (u = n->update_stmt)) {
+		lv->with = u->with_clause;
 		walk_ctes(lv, u->with_clause, depth);
 		add_rel(lv, u->relation);
 		walk_tables(lv, u->from_clause, u->n_from_clause,
 			    u->where_clause, depth);
 	} else if (n->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
 		   (d = n->delete_stmt)) {
+		lv->with = d->with_clause;
 		walk_ctes(lv, d->with_clause, depth);
 		add_rel(lv, d->relation);
 		walk_tables(lv, d->using_clause, d->n_using_clause,
@@ -444,27 +462,27 @@ walk_write(const struct level *lv, const PgQuery__Node *n, int depth)
 	}
 }
 
+/* A SELECT, UPDATE or DELETE read in level lv; anything else adds none. */
+static void
+walk_statement(struct level *lv, const PgQuery__Node *n, int depth)
+{
+	if (n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
+	    n->select_stmt)
+		walk_select(lv, n->select_stmt, depth);
+	else
+		walk_write(lv, n, depth);
+}
+
 /* A nested query (subquery, CTE body), read in a level of its own. */
 static void
 walk_query(const struct level *up, const PgQuery__Node *n, int depth)
 {
-	struct level lv = { up->out, ++up->out->n_queries, NULL, up };
+	struct level lv = { up->out, 0, NULL, up };
 
 	if (!n || depth > ANALYSIS_MAX_DEPTH)
 		return;
-	if (n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
-	    n->select_stmt) {
-		lv.with = n->select_stmt->with_clause;
-		walk_select(&lv, n->select_stmt, depth);
-	} else if (n->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT &&
-		   n->update_stmt) {
-		lv.with = n->update_stmt->with_clause;
-		walk_write(&lv, n, depth);
-	} else if (n->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
-		   n->delete_stmt) {
-		lv.with = n->delete_stmt->with_clause;
-		walk_write(&lv, n, depth);
-	}
+	lv.id = ++up->out->n_queries;
+	walk_statement(&lv, n, depth);
 }
 
 /* The statement: one plain SELECT with a FROM, an UPDATE or a DELETE. */
@@ -472,7 +490,7 @@ static void
 read_top(struct idxcols *out, const PgQuery__Node *top)
 {
 	struct level lv = { out, 0, NULL, NULL };
-	const PgQuery__SelectStmt *s;
+	const PgQuery__SelectStmt *s = NULL;
 
 	if (top->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
 	    (s = top->select_stmt)) {
@@ -480,20 +498,17 @@ read_top(struct idxcols *out, const PgQuery__Node *top)
 		    !s->n_from_clause)
 			return;
 		out->is_select = true;
-		lv.with = s->with_clause;
-		walk_select(&lv, s, 0);
-		read_offset(out, s->limit_offset);
-	} else if (top->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT &&
-		   top->update_stmt) {
+	} else if ((top->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT &&
+		    top->update_stmt) ||
+		   (top->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
+		    top->delete_stmt)) {
 		out->is_write = true;
-		lv.with = top->update_stmt->with_clause;
-		walk_write(&lv, top, 0);
-	} else if (top->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
-		   top->delete_stmt) {
-		out->is_write = true;
-		lv.with = top->delete_stmt->with_clause;
-		walk_write(&lv, top, 0);
+	} else {
+		return;
 	}
+	walk_statement(&lv, top, 0);
+	if (s)
+		read_offset(out, s->limit_offset);
 }
 
 static void

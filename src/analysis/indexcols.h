@@ -50,7 +50,7 @@ struct idxcols_col {
 struct idxcols {
 	bool is_select;		/* exactly one plain SELECT with a FROM */
 	bool is_write;		/* exactly one UPDATE or DELETE */
-	int n_queries;		/* subqueries and CTE bodies read (ids 1..) */
+	int n_queries;		/* nested queries read (ids 1..) */
 	int n_rels;
 	struct idxcols_rel rels[IDXCOLS_MAX_RELS];
 	int n_cols;		/* each (rel, name, role) once, in text order */

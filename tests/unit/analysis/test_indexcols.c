@@ -71,6 +71,11 @@ test_columns(void **state)
 		{ "SELECT * FROM t WHERE v = 1 AND w IN (SELECT w FROM t "
 		  "UNION SELECT x FROM s WHERE s.y = 2)",
 		  "t.v:eq t.w:eq s.y:eq" },
+		/* UNION arms are queries of their own: unqualified columns
+		 * resolve within their arm */
+		{ "SELECT * FROM a WHERE id IN (SELECT aid FROM t WHERE k = 1 "
+		  "UNION SELECT aid FROM s WHERE y = 2)",
+		  "a.id:eq t.k:eq s.y:eq" },
 		/* an inner alias hides the outer one */
 		{ "SELECT * FROM t x WHERE EXISTS (SELECT 1 FROM u x WHERE "
 		  "x.k = 1)", "u.k:eq" },
