@@ -482,10 +482,12 @@ class OrmCache:
         statement = state.statement
         try:
             mapper = _plain_get(state, statement)
-            known = self._get_plans.get(mapper) if mapper is not None else None
+            known = None
+            if mapper is not None:
+                known = self._get_plans.get(mapper) or self._learn_get(mapper, statement)
             if known is not None:
-                # Session.get() of a mapper seen before: its statement is always the same,
-                # so the plan and the key come from the primary key values alone.
+                # Session.get(): its statement is always the same for a mapper, so the
+                # plan and the key come from the primary key values alone.
                 an, bind_keys, shape = known
                 values = [params.get(k) for k in bind_keys]
                 text = f"{shape}\0{values!r}"
@@ -493,21 +495,9 @@ class OrmCache:
                 cache_key = statement._generate_cache_key()
                 if cache_key is None:
                     return self._bypass()
-                an = self._plans.get(cache_key.key, _NO_PLAN)
-                if an is _NO_PLAN:
-                    an = tagmod.plan(statement, cache_key.bindparams, self._registry)
-                    if len(self._plans) >= PLAN_CACHE_SIZE:
-                        self._plans.clear()
-                    self._plans[cache_key.key] = an
+                an = self._plan(statement, cache_key)
                 values = [params.get(b.key, b.effective_value) for b in cache_key.bindparams]
                 text = keys.statement_text(statement, cache_key, params)
-                if mapper is not None and an is not None:
-                    bind_keys = [b.key for b in cache_key.bindparams]
-                    # the statement's SQL with no values: a changed model changes the key
-                    shape = "get\0" + keys.statement_text(statement, cache_key,
-                                                          dict.fromkeys(bind_keys))
-                    self._get_plans[mapper] = (an, bind_keys, shape)
-                    text = f"{shape}\0{[params.get(k) for k in bind_keys]!r}"
             if an is None:
                 return self._bypass()
             ttl = self._config_for(an, explicit)
@@ -549,6 +539,30 @@ class OrmCache:
         finally:
             if leader:
                 self._land_flight(key, engine, flight)
+
+    def _plan(self, statement: Any, cache_key: Any) -> Optional["tagmod.Plan"]:
+        """The statement's Plan, cached per SQLAlchemy cache key (None: not cacheable)."""
+        an = self._plans.get(cache_key.key, _NO_PLAN)
+        if an is _NO_PLAN:
+            an = tagmod.plan(statement, cache_key.bindparams, self._registry)
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[cache_key.key] = an
+        return an
+
+    def _learn_get(self, mapper: Any, statement: Any
+                   ) -> Optional[Tuple["tagmod.Plan", List[str], str]]:
+        """(Plan, bind keys, shape) of the mapper's plain Session.get() statement, kept for
+        the next ones; None when it is not cacheable."""
+        cache_key = statement._generate_cache_key()
+        an = self._plan(statement, cache_key) if cache_key is not None else None
+        if an is None:
+            return None
+        bind_keys = [b.key for b in cache_key.bindparams]
+        # the statement's SQL with no values: a changed model changes the key
+        shape = "get\0" + keys.statement_text(statement, cache_key, dict.fromkeys(bind_keys))
+        known = self._get_plans[mapper] = (an, bind_keys, shape)
+        return known
 
     def _lookup(self, session: Any, statement: Any, key: str):
         try:
