@@ -1,5 +1,6 @@
 """pgvalet.start(): the real binary in front of the session's Postgres."""
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -156,14 +157,24 @@ def test_port_taken_by_another_processes_pgvalet(pg, port, caplog):
         other.wait(10)
 
 
+@contextlib.contextmanager
+def listening(port):
+    """Someone else's listener on port.  SO_REUSEADDR as any server sets it, so a
+    connection of an earlier test in TIME_WAIT there cannot fail the bind (a second
+    listener on the port is still refused)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        yield s
+
+
 @pytest.mark.parametrize("offset", [0, 1, 2])
 def test_any_port_of_the_group_taken_moves_to_the_next(pg, offset):
     port = free_group()
     while not group_free(port + 3):
         port = free_group()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port + offset))
-        s.listen()
+    with listening(port + offset):
         with pgvalet.start(pg.url(), port=port, silent=True) as proxy:
             assert proxy.port == port + 3
 
@@ -174,9 +185,7 @@ def test_binary_refusing_the_port_moves_on(pg, monkeypatch):
     while not group_free(port + 3):
         port = free_group()
     monkeypatch.setattr(_process, "_group_free", lambda host, p: True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))
-        s.listen()
+    with listening(port):
         with pgvalet.start(pg.url(), port=port, silent=True) as proxy:
             assert proxy.port == port + 3
             assert "Address already in use" not in proxy.log  # a fresh process, fresh log
