@@ -2,7 +2,7 @@
 #
 #   make            build/pgvalet (release)
 #   make test       install deps, build, unit tests, fuzz-corpus replay, integration tests,
-#                   the Python package's tests
+#                   the Python package's tests (on SQLAlchemy 1.4, then 2.0)
 #   make asan       the same suites under ASan+UBSan (build/asan/)
 #   make fuzz       libFuzzer targets (clang), 60 s each by default
 #   make bench      pgbench: direct Postgres vs PgBouncer vs pgvalet, one run
@@ -82,9 +82,21 @@ deps:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: $(O)/pgvalet
+# The Python package's suite runs twice: on Debian's SQLAlchemy 1.4 and on 2.0
+# (scripts/fetch-sqlalchemy2; PGVALET_TEST_SQLALCHEMY makes the suite refuse to
+# run on any other version than the lane's).
+SA2_DIR := build/deps/sqlalchemy2
+
+$(SA2_DIR)/sqlalchemy/__init__.py: scripts/fetch-sqlalchemy2
+	bash scripts/fetch-sqlalchemy2 $(SA2_DIR)
+	@touch $@
+
+integration: $(O)/pgvalet $(SA2_DIR)/sqlalchemy/__init__.py
 	PGVALET_BINARY=$(abspath $(O)/pgvalet) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
-	PGVALET_BINARY=$(abspath $(O)/pgvalet) PYTHONPATH=python $(PYTHON) -m pytest -q tests/python $(PYTEST_ARGS)
+	PGVALET_BINARY=$(abspath $(O)/pgvalet) PYTHONPATH=python PGVALET_TEST_SQLALCHEMY=1.4 \
+	  $(PYTHON) -m pytest -q tests/python $(PYTEST_ARGS)
+	PGVALET_BINARY=$(abspath $(O)/pgvalet) PYTHONPATH=python:$(SA2_DIR) PGVALET_TEST_SQLALCHEMY=2.0 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/python $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all symbols

@@ -24,6 +24,17 @@ def check_driver(driver: Optional[str]) -> None:
                          f"SQLAlchemy {sqlalchemy.__version__}: use +psycopg2 or +asyncpg")
 
 
+def pool_info(fairy: Any) -> Optional[dict]:
+    """The pool record's info dict of a pooled connection, or None where there is none:
+    a bare driver connection (psycopg2's has an .info of its own), or 2.0's
+    first-connect connection (dialect.initialize), whose .info raises NotImplementedError."""
+    try:
+        info = fairy.info
+    except (AttributeError, NotImplementedError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
 def url_text(url: Any) -> str:
     """A str or sqlalchemy URL as text, password included.
 

@@ -190,7 +190,8 @@ class _Conn:
         if self.driver == "psycopg2":
             return raw.isolation_level in _RC
         if self.driver == "asyncpg":
-            return raw.isolation_level in ("read_committed", "autocommit")
+            # None: the server's default (SQLAlchemy 2.0 leaves it unset)
+            return raw.isolation_level in (None, "read_committed", "autocommit")
         level = raw.isolation_level
         return level is None or int(level) == 1  # psycopg 3 IsolationLevel.READ_COMMITTED
 
@@ -324,6 +325,8 @@ def attach(engine: Any, cache: L1) -> None:
     from sqlalchemy import event
     from sqlalchemy.util import await_only
 
+    from ._compat import pool_info
+
     driver = engine.dialect.driver
     if driver not in ("psycopg2", "asyncpg", "psycopg"):
         log.info("pgvalet L1: no in-process cache for the %s driver", driver)
@@ -355,10 +358,9 @@ def attach(engine: Any, cache: L1) -> None:
     event.listen(engine, "do_connect", on_do_connect)
 
     def state_of(context: Any) -> Optional[_Conn]:
-        try:
-            return context.root_connection.connection.info.get(INFO_KEY)
-        except AttributeError:
-            return None
+        root = getattr(context, "root_connection", None)
+        info = pool_info(root.connection) if root is not None else None
+        return info.get(INFO_KEY) if info is not None else None
 
     def lookup(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         context._pgvalet_l1 = None

@@ -4,9 +4,11 @@ A throwaway Postgres (scripts/pg-cluster, wal_level logical) per session, with a
 `users` table and a role whose name and password need percent-encoding.  After
 every test, every proxy this process started is stopped and checked gone.
 """
+import os
 import signal
 
 import pytest
+import sqlalchemy
 
 from pgvtest import ODD_PASSWORD, ODD_USER, Cluster, free_group, proxy_children
 
@@ -20,6 +22,16 @@ def _sigterm(signum, frame):
 
 def pytest_configure(config):
     signal.signal(signal.SIGTERM, _sigterm)
+    # make test runs this suite once per SQLAlchemy line; a lane that silently
+    # imported the other one would test nothing new.
+    lane = os.environ.get("PGVALET_TEST_SQLALCHEMY")
+    if lane and not (sqlalchemy.__version__ + ".").startswith(lane + "."):
+        raise pytest.UsageError(f"PGVALET_TEST_SQLALCHEMY={lane} but SQLAlchemy "
+                                f"{sqlalchemy.__version__} was imported from {sqlalchemy.__file__}")
+
+
+def pytest_report_header(config):
+    return f"SQLAlchemy {sqlalchemy.__version__} ({os.path.dirname(sqlalchemy.__file__)})"
 
 
 @pytest.fixture(scope="session")

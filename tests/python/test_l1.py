@@ -1,5 +1,5 @@
-"""The in-process L1 cache (pgvalet.l1) under SQLAlchemy, sync (psycopg2) and async
-(asyncpg), against the real Postgres and the real proxy.
+"""The in-process L1 cache (pgvalet.l1) under SQLAlchemy, sync (psycopg2; psycopg 3 on
+SQLAlchemy 2.0) and async (asyncpg), against the real Postgres and the real proxy.
 
 A hit is proven by the L1's own counters AND by Postgres not seeing the statement
 (pg_stat_statements calls unchanged); freshness by writes through the engine, through
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, declarative_base
 
 import pgvalet
 from pgvalet import l1
+from pgvalet._compat import SA14
 from pgvalet.sqlalchemy import create_async_engine, create_engine
 
 pytestmark = pytest.mark.skipif(not l1.available(), reason="pgvalet._l1 not built (make)")
@@ -94,10 +95,13 @@ class AsyncReader:
         return self.runner.run(self.read())
 
 
-@pytest.fixture(params=["psycopg2", "asyncpg"])
+@pytest.fixture(params=["psycopg2", "asyncpg",
+                        pytest.param("psycopg", marks=pytest.mark.skipif(
+                            SA14, reason="the psycopg 3 dialect needs SQLAlchemy 2.0"))])
 def reader(request, items, port):
-    if request.param == "psycopg2":
-        engine = create_engine(items.url(), pgvalet_port=port, pgvalet_silent=True)
+    if request.param in ("psycopg2", "psycopg"):
+        engine = create_engine(items.url(scheme="postgresql+" + request.param),
+                               pgvalet_port=port, pgvalet_silent=True)
         yield SyncReader(engine)
         engine.dispose()
     else:

@@ -44,6 +44,8 @@ class Peer:
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
+        finally:
+            self.proc.stdout.close()
 
 
 def test_two_processes_stay_coherent_over_redis(seeded):          # 7

@@ -31,7 +31,7 @@ from greenlet import getcurrent
 from sqlalchemy import event
 from sqlalchemy.orm import Mapper, Session
 
-from .._compat import dbapi_of
+from .._compat import dbapi_of, pool_info
 from . import tags as tagmod
 
 PENDING = "pgvalet_orm_pending"     # fairy.info: [(savepoint name or None, Pending)]
@@ -71,11 +71,7 @@ def engine_cache(engine: Any):
     return cache
 
 
-def _info(fairy: Any) -> Optional[dict]:
-    """The pool record's info dict (None for a bare driver connection: psycopg2's has an
-    .info of its own)."""
-    info = getattr(fairy, "info", None)
-    return info if isinstance(info, dict) else None
+_info = pool_info
 
 
 def _stack(fairy: Any, create: bool = True) -> Optional[List[Tuple[Optional[str], Pending]]]:
@@ -216,9 +212,12 @@ def _after_cursor_execute(conn, cursor, statement, parameters, context, executem
     if cache is None:
         return
     fairy = conn.connection
+    info = _info(fairy)
+    if info is None:
+        return
     iso = _ISOLATION.search(statement) if "isolation" in statement.lower() else None
     if iso is not None:
-        fairy.info[TX_ISOLATION] = iso.group(1).upper()
+        info[TX_ISOLATION] = iso.group(1).upper()
     if _in_flush.get(getcurrent()):
         return                      # an ORM flush statement: the mapper events record it
     compiled = getattr(context, "compiled", None) if context is not None else None
@@ -234,7 +233,7 @@ def _after_cursor_execute(conn, cursor, statement, parameters, context, executem
         low = statement.lower()
         if re.match(r"\s*set\s+(local|transaction|session\s+characteristics)", low):
             return
-        fairy.info.setdefault(SESSION_STATE, []).append(statement)
+        info.setdefault(SESSION_STATE, []).append(statement)
         cache._state_changed(fairy)
         return
     pending = current_pending(fairy)
