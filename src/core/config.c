@@ -88,6 +88,11 @@ static const struct opt options[] = {
 	{ .name = "port", .short_name = 'p', .type = OPT_INT, .metavar = "N",
 	  .def = "7932", .min = 1, .max = 65535, FIELD(port),
 	  .help = "TCP port to accept clients on" },
+	{ .name = "unix-socket-dir", .type = OPT_STRING, .metavar = "DIR",
+	  .def = "", FIELD(unix_socket_dir),
+	  .help = "also accept clients on the unix-domain socket "
+		  "DIR/.s.PGSQL.<port>, named as Postgres names its own "
+		  "(psql -h DIR -p PORT); \"\" = none" },
 	{ .name = "pool-mode", .type = OPT_ENUM,
 	  .metavar = "session|transaction", .def = "transaction",
 	  .choices = pool_mode_names, FIELD(pool_mode),

@@ -31,6 +31,7 @@ struct config {
 	char upstream_raw[1024];	/* as given, for messages (no password) */
 	char listen_addr[128];		/* --listen, default 127.0.0.1 */
 	int port;			/* --port, default 7932 */
+	char unix_socket_dir[256];	/* --unix-socket-dir, "" = none */
 	enum pool_mode pool_mode;	/* --pool-mode, default transaction */
 	int pool_size;			/* --pool-size, default 20 */
 	int pool_timeout_ms;		/* --pool-timeout, default 30s */

@@ -27,6 +27,7 @@
 #include "invalidate/stream.h"
 #include "http/dashboard.h"
 #include "net/tls.h"
+#include "net/unixsock.h"
 #include "observe/advisor.h"
 #include "observe/audit.h"
 #include "observe/fingerprint.h"
@@ -209,6 +210,7 @@ resolve_upstream(struct server *srv, char *err, size_t errlen)
 
 static int open_listener(const struct config *cfg, bool reuseport,
 			 bool probe, char *err, size_t errlen);
+static int open_unix_listener(struct server *srv, char *err, size_t errlen);
 
 /* The push channel: loopback TCP on --push-port, a unix socket. */
 static int
@@ -443,6 +445,7 @@ server_init(struct server *srv, const struct config *cfg, char *err,
 
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = *cfg;
+	srv->unix_fd = -1;
 	pthread_mutex_init(&srv->pools_lock, NULL);
 	pthread_mutex_init(&srv->cancel_lock, NULL);
 	if (resolve_upstream(srv, err, errlen) ||
@@ -467,6 +470,8 @@ server_init(struct server *srv, const struct config *cfg, char *err,
 	if (fd < 0)
 		return -1;
 	close(fd);
+	if (open_unix_listener(srv, err, errlen))
+		return -1;
 	if (init_observe(srv, err, errlen))
 		return -1;
 	if (init_optimizer(srv, err, errlen))
@@ -518,6 +523,10 @@ server_free(struct server *srv)
 		OPENSSL_cleanse(srv->users, srv->nusers * sizeof(*srv->users));
 	free(srv->users);
 	free(srv->workers);
+	if (srv->unix_fd >= 0)
+		close(srv->unix_fd);
+	if (srv->unix_bound)
+		unlink(srv->unix_path);
 }
 
 /* ---- shared pools and cancel keys ------------------------------------------ */
@@ -712,16 +721,40 @@ open_listener(const struct config *cfg, bool reuseport, bool probe,
 	return fd;
 }
 
-static void
-on_accept(struct loop_watch *wt, uint32_t events)
+/*
+ * --unix-socket-dir: the socket Postgres clients look for in that
+ * directory (psql -h DIR -p PORT).  One socket, opened before the workers,
+ * which all accept from it.
+ */
+static int
+open_unix_listener(struct server *srv, char *err, size_t errlen)
 {
-	struct worker *w = qlist_entry(wt, struct worker, listen_watch);
+	const struct config *cfg = &srv->cfg;
+	char why[400];
+
+	if (!cfg->unix_socket_dir[0])
+		return 0;
+	snprintf(srv->unix_path, sizeof(srv->unix_path), "%s/.s.PGSQL.%d",
+		 cfg->unix_socket_dir, cfg->port);
+	srv->unix_fd = unix_listen(srv->unix_path, LISTEN_BACKLOG,
+				   &srv->unix_bound, why, sizeof(why));
+	if (srv->unix_fd < 0) {
+		snprintf(err, errlen, "invalid value for unix-socket-dir: "
+			 "'%s': cannot listen on %s", cfg->unix_socket_dir,
+			 why);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+accept_batch(struct worker *w, int listen_fd)
+{
 	int fd, i;
 
-	(void)events;
 	/* Bounded batch: other events of this loop get their turn. */
 	for (i = 0; i < 64; i++) {
-		fd = accept4(w->listen_fd, NULL, NULL,
+		fd = accept4(listen_fd, NULL, NULL,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR)
@@ -730,6 +763,24 @@ on_accept(struct loop_watch *wt, uint32_t events)
 		}
 		session_accept(w, fd);
 	}
+}
+
+static void
+on_accept(struct loop_watch *wt, uint32_t events)
+{
+	struct worker *w = qlist_entry(wt, struct worker, listen_watch);
+
+	(void)events;
+	accept_batch(w, w->listen_fd);
+}
+
+static void
+on_accept_unix(struct loop_watch *wt, uint32_t events)
+{
+	struct worker *w = qlist_entry(wt, struct worker, unix_watch);
+
+	(void)events;
+	accept_batch(w, w->srv->unix_fd);
 }
 
 static void
@@ -839,6 +890,12 @@ worker_init(struct server *srv, struct worker *w, int id, char *err,
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		return -1;
 	}
+	w->unix_watch.cb = on_accept_unix;
+	if (srv->unix_fd >= 0 &&
+	    loop_add_shared_listener(&w->loop, srv->unix_fd, &w->unix_watch)) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -849,8 +906,10 @@ print_banner(const struct server *srv)
 	char up[600];
 
 	config_upstream_display(cfg, up, sizeof(up));
-	log_info("pgvalet %s listening on %s:%d -> %s (sslmode=%s)",
-		 PGVALET_VERSION, cfg->listen_addr, cfg->port, up,
+	log_info("pgvalet %s listening on %s:%d%s%s -> %s (sslmode=%s)",
+		 PGVALET_VERSION, cfg->listen_addr, cfg->port,
+		 srv->unix_fd >= 0 ? " and " : "",
+		 srv->unix_fd >= 0 ? srv->unix_path : "", up,
 		 pgurl_sslmode_name(cfg->upstream.sslmode));
 	log_info("pool mode %s, pool size %d, %d worker%s, client TLS %s",
 		 cfg->pool_mode == POOL_SESSION ? "session" : "transaction",

@@ -95,6 +95,7 @@ struct worker {
 	struct loop loop;
 	int listen_fd;
 	struct loop_watch listen_watch;
+	struct loop_watch unix_watch;	/* on srv->unix_fd, shared */
 	struct qlist clients;		/* struct client.link, not waiting */
 	struct qlist pools;		/* struct pool.link */
 	struct qlist dirty;		/* conns with output to flush */
@@ -129,6 +130,10 @@ struct server {
 	struct scram_secret mock_secret;	/* for unknown users */
 	struct worker *workers;
 	int nworkers;
+	/* --unix-socket-dir: one listener all workers accept from. */
+	int unix_fd;			/* -1: none */
+	bool unix_bound;		/* we made unix_path: unlink it */
+	char unix_path[300];
 	atomic_bool stopping;
 	atomic_int nclients;		/* all workers, for --max-clients */
 	_Atomic uint64_t next_client_id;	/* last client's id */

@@ -43,6 +43,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "net/unixsock.h"
 
 enum {
 	EPOLL_BATCH = 64,
@@ -886,68 +887,19 @@ push_start(struct push *p)
 
 /* ---- set-up -------------------------------------------------------------- */
 
-/*
- * A socket file left by a process that died is replaced; a live listener
- * (or anything that is not a socket) is never touched.
- */
 static int
 listen_unix(struct push *p, char *err, size_t errlen)
 {
-	const char *path = p->cfg.unix_path;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t len = strnlen(path, sizeof(p->cfg.unix_path));
-	struct stat st;
-	int fd, rc, e;
+	char why[256];
 
-	if (len >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "push channel: cannot listen on %.*s: "
-			 "path too long", (int)len, path);
+	/* Anyone may subscribe: the events carry no secrets. */
+	p->unix_fd = unix_listen(p->cfg.unix_path, LISTEN_BACKLOG,
+				 &p->unix_bound, why, sizeof(why));
+	if (p->unix_fd < 0) {
+		snprintf(err, errlen, "push channel: cannot listen on %s", why);
 		return -1;
 	}
-	memcpy(sa.sun_path, path, len);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "push channel: cannot listen on "
-				 "%s: the file exists and is not a socket",
-				 path);
-			return -1;
-		}
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-			    SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			goto fail;
-		rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-		e = errno;
-		close(fd);
-		if (rc == 0 || e == EAGAIN || e == EINPROGRESS) {
-			snprintf(err, errlen, "push channel: cannot listen on "
-				 "%s: another process is listening there",
-				 path);
-			return -1;
-		}
-		if (e != ECONNREFUSED && e != ENOENT) {
-			errno = e;
-			goto fail;
-		}
-		if (unlink(path) && errno != ENOENT)
-			goto fail;
-	}
-	p->unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-			    SOCK_CLOEXEC, 0);
-	if (p->unix_fd < 0)
-		goto fail;
-	if (bind(p->unix_fd, (struct sockaddr *)&sa, sizeof(sa)))
-		goto fail;
-	p->unix_bound = true;
-	/* Anyone may subscribe: the events carry no secrets. */
-	if (chmod(path, 0777) || listen(p->unix_fd, LISTEN_BACKLOG))
-		goto fail;
 	return 0;
-
-fail:
-	snprintf(err, errlen, "push channel: cannot listen on %s: %s", path,
-		 strerror(errno));
-	return -1;
 }
 
 static int

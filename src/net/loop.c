@@ -55,6 +55,15 @@ loop_add_listener(struct loop *l, int fd, struct loop_watch *w)
 	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
+int
+loop_add_shared_listener(struct loop *l, int fd, struct loop_watch *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE,
+				  .data.ptr = w };
+
+	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
 void
 loop_del(struct loop *l, int fd)
 {

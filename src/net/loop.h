@@ -26,6 +26,9 @@ void loop_destroy(struct loop *l);
 int loop_add(struct loop *l, int fd, struct loop_watch *w);
 /* Register fd for read readiness only, level-triggered (listeners). */
 int loop_add_listener(struct loop *l, int fd, struct loop_watch *w);
+/* The same for a listener several loops watch: a new connection wakes
+ * one of them, not all (EPOLLEXCLUSIVE). */
+int loop_add_shared_listener(struct loop *l, int fd, struct loop_watch *w);
 void loop_del(struct loop *l, int fd);
 /* Wait up to timeout_ms and dispatch; returns events handled or -1. */
 int loop_run_once(struct loop *l, int timeout_ms);
