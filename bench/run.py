@@ -151,6 +151,23 @@ class Cleanup:
 
 
 CLEANUP = Cleanup()
+
+# --transport unix: pgbench and each proxy's server leg use unix-domain sockets.
+# Filled as servers start: port -> directory holding its .s.PGSQL.<port>.
+TRANSPORT = "tcp"
+SOCKET_DIRS = {}
+
+
+def transport_text():
+    return ("unix-domain sockets (pgbench -> target, proxy -> Postgres)"
+            if TRANSPORT == "unix" else "loopback TCP")
+
+
+def client_host(port):
+    """pgbench's -h for a server on port: its socket directory, or loopback TCP."""
+    if TRANSPORT == "unix":
+        return SOCKET_DIRS[port]
+    return "127.0.0.1"
 atexit.register(CLEANUP.run)
 
 
@@ -319,6 +336,7 @@ def start_cluster_script(base):
         return None
     psql(port, "ALTER SYSTEM SET synchronous_commit = off")
     psql(port, "SELECT pg_reload_conf()")
+    SOCKET_DIRS[port] = d
     return port
 
 
@@ -385,6 +403,7 @@ def start_cluster_own(base):
             env=pg_env(), capture_output=True, text=True)
         if p.returncode != 0:
             raise RuntimeError(f"CREATE DATABASE failed: {p.stderr.strip()}")
+    SOCKET_DIRS[port] = sock
     return port
 
 
@@ -429,12 +448,12 @@ def start_pgbouncer(base, pg_port, pool_mode, pool_size, clients):
         f.write(f'"{USER}" "{PASSWORD}"\n')
     prepared_ok = version >= (1, 21, 0)
     ini = f"""[databases]
-{DB} = host=127.0.0.1 port={pg_port} dbname={DB}
+{DB} = host={client_host(pg_port)} port={pg_port} dbname={DB}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {port}
-unix_socket_dir =
+unix_socket_dir = {d if TRANSPORT == "unix" else ""}
 auth_type = scram-sha-256
 auth_file = {d}/userlist.txt
 pool_mode = {pool_mode}
@@ -470,6 +489,7 @@ stats_period = 60
         wait_ready(port, proc, "pgbouncer", timeout=30)
     except RuntimeError as e:
         raise RuntimeError(f"{e}\n{tail(errf.name)}\n{tail(os.path.join(d, 'pgbouncer.log'))}")
+    SOCKET_DIRS[port] = d
     note = "" if prepared_ok or pool_mode != "transaction" else (
         f"{vstr} has no max_prepared_statements (needs >= 1.21)")
     return port, vstr, note
@@ -521,7 +541,7 @@ pcp_port = {pcp_port}
 pcp_socket_dir = '{d}'
 wd_ipc_socket_dir = '{d}'
 use_watchdog = off
-backend_hostname0 = '127.0.0.1'
+backend_hostname0 = '{client_host(pg_port)}'
 backend_port0 = {pg_port}
 backend_weight0 = 1
 backend_flag0 = 'ALWAYS_PRIMARY'
@@ -550,7 +570,8 @@ memqcache_auto_cache_invalidation = on
 memqcache_oiddir = '{d}/oiddir'
 """
     files = {"pgpool.conf": conf,
-             "pool_hba.conf": "host all all 127.0.0.1/32 scram-sha-256\n",
+             "pool_hba.conf": "host all all 127.0.0.1/32 scram-sha-256\n"
+                              "local all all scram-sha-256\n",
              "pool_passwd": f"{USER}:TEXT{PASSWORD}\n",
              "pcp.conf": ""}
     for fn, text in files.items():
@@ -585,6 +606,7 @@ memqcache_oiddir = '{d}/oiddir'
     except RuntimeError as e:
         stop_process(proc, "pgpool", signal.SIGINT, 20)
         raise RuntimeError(f"{e}\n--- pgpool output ---\n{tail(errpath)}")
+    SOCKET_DIRS[port] = d
     return port, proc, errpath, vstr
 
 
@@ -609,11 +631,15 @@ def start_pgvalet(base, binary, pg_port, pool_mode, pool_size, workers, extra,
     os.mkdir(d)
     port = valet_port()
     cmd = [binary,
-           "--upstream", f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{pg_port}/{DB}",
+           "--upstream", f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{pg_port}/{DB}"
+           + (f"?host={client_host(pg_port)}" if TRANSPORT == "unix" else ""),
            "--listen", "127.0.0.1", "--port", str(port),
            "--pool-mode", pool_mode, "--pool-size", str(pool_size)]
     if workers is not None:
         cmd += ["--workers", str(workers)]
+    if TRANSPORT == "unix":
+        cmd += ["--unix-socket-dir", d]
+        SOCKET_DIRS[port] = d
     cmd += extra
     log(f"{name}: " + " ".join(cmd))
     errpath = os.path.join(d, "stderr.log")
@@ -644,7 +670,7 @@ TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.
 
 
 def pgbench(port, args, timeout):
-    cmd = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", USER] + args + [DB]
+    cmd = ["pgbench", "-h", client_host(port), "-p", str(port), "-U", USER] + args + [DB]
     try:
         p = subprocess.run(cmd, env=pg_env(), capture_output=True, text=True,
                            timeout=timeout)
@@ -676,7 +702,7 @@ def pgbench_background(port, args, name, outdir):
 
     Collect it with pgbench_collect(); cleanup stops it if we fail before.
     """
-    cmd = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", USER] + args + [DB]
+    cmd = ["pgbench", "-h", client_host(port), "-p", str(port), "-U", USER] + args + [DB]
     out, err = (os.path.join(outdir, f"{name}.{x}") for x in ("out", "err"))
     with open(out, "w") as fo, open(err, "w") as fe:
         proc = subprocess.Popen(cmd, env=pg_env(), stdin=subprocess.DEVNULL,
@@ -785,6 +811,9 @@ def parse_args():
     ap.add_argument("--pool-mode", choices=("session", "transaction"),
                     default="transaction")
     ap.add_argument("--pool-size", type=int, default=20)
+    ap.add_argument("--transport", choices=("tcp", "unix"), default="tcp",
+                    help="how pgbench reaches each target and each proxy its server: "
+                         "loopback TCP, or unix-domain sockets (every target alike)")
     ap.add_argument("--only", default="",
                     help="comma list of tables (proxy, cache, stream), rows (select-simple, "
                          "tpcb-prepared, hot-select-simple, miss-extended, latency-idle, "
@@ -988,7 +1017,7 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
           f"pool_mode={a.pool_mode} pool_size={a.pool_size}"
           + (f", {bouncer_version}" if bouncer_version else ""))
     print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
-          f"{started:%Y-%m-%d %H:%M}")
+          f"{started:%Y-%m-%d %H:%M}, {transport_text()}")
     print_table(header, table)
     footnotes = []
     for t in TARGETS:
@@ -1014,7 +1043,7 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
                      r["row"], num("direct"), num("pgbouncer"), num("pgvalet"),
                      ratio(g(r, "pgvalet"), g(r, "pgbouncer")),
                      ratio(g(r, "pgvalet"), g(r, "direct")), note])
-    write_csv(a, started, "proxy",
+    write_csv(a, started, "proxy" + ("-unix" if TRANSPORT == "unix" else ""),
               ["date", "nproc", "cpu_model", "kernel", "pool_mode", "pool_size",
                "clients", "jobs", "duration_s", "scale", "pgbouncer_version",
                "pgvalet_extra_args", "row", "direct_tps", "pgbouncer_tps",
@@ -1179,7 +1208,7 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
           f"pool_mode={a.pool_mode} pool_size={a.pool_size}"
           + "".join(f", {v}" for v in (bouncer_version, pgpool_ver) if v))
     print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
-          f"{started:%Y-%m-%d %H:%M}")
+          f"{started:%Y-%m-%d %H:%M}, {transport_text()}")
     print_table(header, table)
     print("goals: pgvalet/direct >= 2.0 and pgvalet/pgbouncer >= 3.0 on hot-select and "
           "tx-select; miss cost = pgvalet / pgvalet --cache-size 0 >= 0.95")
@@ -1188,7 +1217,7 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
         for t, e in r["errors"].items():
             notes_out.append(f"{r['row']} / {t}: {e}")
     print_notes(notes_out + footnotes)
-    write_csv(a, started, "cache", ["row", "mode", "target", "tps"],
+    write_csv(a, started, "cache" + ("-unix" if TRANSPORT == "unix" else ""), ["row", "mode", "target", "tps"],
               [[r["workload"], r["mode"], t, "" if v is None else f"{v:.1f}"]
                for r in results for t, v in r["tps"].items()])
 
@@ -1309,7 +1338,7 @@ def run_stats(a, base, pg_port, started, mach):
           + f", scale {a.scale}, pool_mode={a.pool_mode} pool_size={a.pool_size}; pgvalet "
           f"vs pgvalet --stats off, interleaved, mean of {a.stats_rounds} rounds")
     print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
-          f"{started:%Y-%m-%d %H:%M}")
+          f"{started:%Y-%m-%d %H:%M}, {transport_text()}")
     print_table(header, table)
     ovs = [overhead(r) for r in results if overhead(r) is not None]
     covs = [cpu_overhead(r) for r in results if cpu_overhead(r) is not None]
@@ -1702,7 +1731,7 @@ def run_stream(a, base, pg_port, started, mach):
           f"via the logical replication stream; scale {a.scale}, pgvalet "
           f"pool_mode=transaction pool_size={a.pool_size}")
     print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
-          f"{started:%Y-%m-%d %H:%M}")
+          f"{started:%Y-%m-%d %H:%M}, {transport_text()}")
     print(f"Postgres: {settings}; the timed UPDATEs' session: synchronous_commit = on; "
           f"1-min load average {loadavg} (on {mach['nproc']} CPUs)")
     if any(r[1] == "latency" for r in a.stream_rows):
@@ -1841,7 +1870,9 @@ def fmt_stream(st):
 
 
 def main():
+    global TRANSPORT
     a = parse_args()
+    TRANSPORT = a.transport
     for tool in ("pgbench", "psql"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found (apt-get install postgresql-client-15)")

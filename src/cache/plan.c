@@ -859,6 +859,22 @@ struct normalised {
 	int nlits;
 };
 
+/* "$n" at dst (n <= NORM_MAX_LITS); returns its length. */
+static size_t
+put_placeholder(char *dst, unsigned n)
+{
+	char digits[8];
+	size_t k = 0, len;
+
+	do
+		digits[k++] = (char)('0' + n % 10);
+	while ((n /= 10) && k < sizeof(digits));
+	dst[0] = '$';
+	for (len = 1; k; len++)
+		dst[len] = digits[--k];
+	return len;
+}
+
 /*
  * The text with each numeric literal replaced by $1, $2 ... and the
  * literals as a Bind body (text format), so that texts differing only in
@@ -870,8 +886,6 @@ static bool
 normalise(const char *t, size_t len, struct normalised *n)
 {
 	size_t i = 0, k, out = 0, p = 4;
-	char buf[16];
-	int w;
 
 	if (len > NORM_MAX_TEXT)
 		return false;
@@ -904,9 +918,7 @@ normalise(const char *t, size_t len, struct normalised *n)
 			k = number_at(t, len, i);
 			if (k == (size_t)-1 || n->nlits == NORM_MAX_LITS)
 				return false;
-			w = snprintf(buf, sizeof(buf), "$%d", ++n->nlits);
-			memcpy(n->text + out, buf, (size_t)w);
-			out += (size_t)w;
+			out += put_placeholder(n->text + out, ++n->nlits);
 			n->params[p++] = (uint8_t)(k >> 24);
 			n->params[p++] = (uint8_t)(k >> 16);
 			n->params[p++] = (uint8_t)(k >> 8);
