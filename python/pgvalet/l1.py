@@ -319,97 +319,169 @@ def merge_options(existing: Optional[str]) -> str:
 
 
 # ---- SQLAlchemy hooks ---------------------------------------------------------------------
+#
+# One set of listeners for the whole process, at class level (every Dialect, every Pool,
+# every Engine), installed on first use.  Which connections get an L1 is decided when one
+# is made (do_connect): its engine's dialect names its cache (attach(), the engines
+# pgvalet.sqlalchemy makes), or it connects to a proxy registered by address
+# (attach_address(), what init() uses for the engines the application makes itself).
+# Every other connection has no _Conn in its pool record and is left alone.
 
-def attach(engine: Any, cache: L1) -> None:
-    """Put cache under a (sync) SQLAlchemy Engine; for an AsyncEngine pass .sync_engine."""
-    from sqlalchemy import event
-    from sqlalchemy.util import await_only
+L1_DRIVERS = ("psycopg2", "asyncpg", "psycopg")
+PENDING_KEY = "pgvalet_l1_pending"
+_by_address: Dict[Tuple[str, int], Tuple[L1, Any]] = {}   # -> (cache, proxy handle)
+_hooks_lock = threading.Lock()
+_hooks_installed = False
 
-    from ._compat import pool_info
 
-    driver = engine.dialect.driver
-    if driver not in ("psycopg2", "asyncpg", "psycopg"):
-        log.info("pgvalet L1: no in-process cache for the %s driver", driver)
+def attach(engine: Any, cache: Optional[L1]) -> None:
+    """Put cache under a (sync) SQLAlchemy Engine; for an AsyncEngine pass .sync_engine.
+    None keeps the engine off any L1, even one registered for its address."""
+    if cache is not None and engine.dialect.driver not in L1_DRIVERS:
+        log.info("pgvalet L1: no in-process cache for the %s driver", engine.dialect.driver)
+        cache = None
+    engine.dialect._pgvalet_l1 = cache if cache is not None else False
+    if cache is not None:
+        engine.pgvalet_l1 = cache
+        _install_hooks()
+
+
+def attach_address(host: str, port: int, cache: L1, proxy: Any = None) -> None:
+    """Put cache under every engine, made by anyone, whose connections go to host:port
+    (a pgvalet proxy), unless attach() said otherwise for that engine.  With the proxy's
+    handle given, the registration ends when that proxy stops."""
+    _by_address[(host, int(port))] = (cache, proxy)
+    _install_hooks()
+
+
+def _registered(host: Any, port: Any) -> Optional[L1]:
+    try:
+        key = (str(host), int(port or 0))
+    except (TypeError, ValueError):
+        return None
+    found = _by_address.get(key)
+    if found is None:
+        return None
+    cache, proxy = found
+    if proxy is not None and (proxy.stopped or not proxy.alive):
+        _by_address.pop(key, None)      # another proxy may take that port later
+        return None
+    return cache
+
+
+def _cache_for(dialect: Any, cparams: Dict[str, Any]) -> Optional[L1]:
+    cache = getattr(dialect, "_pgvalet_l1", None)
+    if cache is False or dialect.driver not in L1_DRIVERS:
+        return None
+    if cache is None and _by_address:
+        cache = _registered(cparams.get("host"), cparams.get("port"))
+    return cache
+
+
+def _on_do_connect(dialect: Any, record: Any, cargs: Any, cparams: Dict[str, Any]) -> None:
+    cache = _cache_for(dialect, cparams)
+    if cache is None:
         return
-    engine.pgvalet_l1 = cache
+    if dialect.driver == "asyncpg":
+        cparams["server_settings"] = {**(cparams.get("server_settings") or {}),
+                                      "pgvalet.l1": "on"}
+    else:
+        cparams["options"] = merge_options(cparams.get("options"))
+    record.info[PENDING_KEY] = (cache, dialect.driver)
 
-    def on_connect(dbapi_conn: Any, record: Any) -> None:
-        if driver == "asyncpg":
-            raw = dbapi_conn                       # SQLAlchemy's adapter
-            conn = _Conn(cache, driver, raw)
-            raw._connection.add_log_listener(lambda _c, msg: conn.notice(msg.message or ""))
-        elif driver == "psycopg2":
-            conn = _Conn(cache, driver, dbapi_conn)
-            dbapi_conn.notices = _Psycopg2Notices(conn)
-        else:
-            conn = _Conn(cache, driver, dbapi_conn)
-            dbapi_conn.add_notice_handler(lambda d: conn.notice(d.message_primary or ""))
-        record.info[INFO_KEY] = conn
 
-    event.listen(engine, "connect", on_connect)
+def _on_connect(dbapi_conn: Any, record: Any) -> None:
+    pending = record.info.pop(PENDING_KEY, None)
+    if pending is None:
+        return
+    cache, driver = pending
+    conn = _Conn(cache, driver, dbapi_conn)
+    if driver == "asyncpg":           # dbapi_conn is SQLAlchemy's adapter
+        dbapi_conn._connection.add_log_listener(lambda _c, msg: conn.notice(msg.message or ""))
+    elif driver == "psycopg2":
+        dbapi_conn.notices = _Psycopg2Notices(conn)
+    else:
+        dbapi_conn.add_notice_handler(lambda d: conn.notice(d.message_primary or ""))
+    record.info[INFO_KEY] = conn
 
-    def on_do_connect(dialect: Any, record: Any, cargs: Any, cparams: Dict[str, Any]) -> None:
-        if driver == "asyncpg":
-            cparams["server_settings"] = {**(cparams.get("server_settings") or {}),
-                                          "pgvalet.l1": "on"}
-        else:
-            cparams["options"] = merge_options(cparams.get("options"))
 
-    event.listen(engine, "do_connect", on_do_connect)
+def _state_of(context: Any) -> Optional[_Conn]:
+    root = getattr(context, "root_connection", None)
+    info = _pool_info(root.connection) if root is not None else None
+    return info.get(INFO_KEY) if info is not None else None
 
-    def state_of(context: Any) -> Optional[_Conn]:
-        root = getattr(context, "root_connection", None)
-        info = pool_info(root.connection) if root is not None else None
-        return info.get(INFO_KEY) if info is not None else None
 
-    def lookup(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        context._pgvalet_l1 = None
-        conn = state_of(context)
-        if conn is None:
-            return False
-        if context.executemany:
-            conn.fill = None
-            return False
-        value, snap = conn.lookup(statement, parameters)
-        if value is not None:
-            description, rows, rowcount = value
-            context.cursor = FakeCursor(description, rows, rowcount,
-                                        getattr(cursor, "connection", None))
-            if driver == "asyncpg":
-                # AsyncConnection.execute insists that something was awaited.
-                await_only(_nothing())
-            return True
-        context._pgvalet_l1 = (conn, snap)
+def _lookup(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    context._pgvalet_l1 = None
+    conn = _state_of(context)
+    if conn is None:
         return False
+    if context.executemany:
+        conn.fill = None
+        return False
+    value, snap = conn.lookup(statement, parameters)
+    if value is not None:
+        description, rows, rowcount = value
+        context.cursor = FakeCursor(description, rows, rowcount,
+                                    getattr(cursor, "connection", None))
+        if conn.driver == "asyncpg":
+            # AsyncConnection.execute insists that something was awaited.
+            _await_only(_nothing())
+        return True
+    context._pgvalet_l1 = (conn, snap)
+    return False
 
-    def on_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        return lookup(cursor, statement, parameters, context)
 
-    def on_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
-        return lookup(cursor, statement, None, context)
+def _on_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    return _lookup(cursor, statement, parameters, context)
 
-    event.listen(engine, "do_execute", on_execute)
-    event.listen(engine, "do_execute_no_params", on_execute_no_params)
 
-    def after_execute(conn_: Any, cursor: Any, statement: str, parameters: Any,
-                      context: Any, executemany: bool) -> None:
-        mark = getattr(context, "_pgvalet_l1", None)
-        if mark is None:
-            conn = state_of(context)
-            if conn is None or isinstance(context.cursor, FakeCursor):
-                return                  # not ours, or a hit
-            snap = None
-        else:
-            context._pgvalet_l1 = None
-            conn, snap = mark
-        real = context.cursor
-        rows = conn.settle(snap, statement, parameters, real.description, real.fetchall,
-                           real.rowcount)
-        if rows is not None:            # fetched to keep them: serve the same rows
-            context.cursor = FakeCursor(real.description, rows, real.rowcount,
-                                        getattr(real, "connection", None))
+def _on_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
+    return _lookup(cursor, statement, None, context)
 
-    event.listen(engine, "after_cursor_execute", after_execute)
+
+def _after_execute(conn_: Any, cursor: Any, statement: str, parameters: Any,
+                   context: Any, executemany: bool) -> None:
+    mark = getattr(context, "_pgvalet_l1", None)
+    if mark is None:
+        conn = _state_of(context)
+        if conn is None or isinstance(context.cursor, FakeCursor):
+            return                  # not ours, or a hit
+        snap = None
+    else:
+        context._pgvalet_l1 = None
+        conn, snap = mark
+    real = context.cursor
+    rows = conn.settle(snap, statement, parameters, real.description, real.fetchall,
+                       real.rowcount)
+    if rows is not None:            # fetched to keep them: serve the same rows
+        context.cursor = FakeCursor(real.description, rows, real.rowcount,
+                                    getattr(real, "connection", None))
+
+
+def _install_hooks() -> None:
+    global _hooks_installed, _pool_info, _await_only
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+        from sqlalchemy.pool import Pool
+        from sqlalchemy.util import await_only
+
+        from ._compat import pool_info
+
+        _pool_info, _await_only = pool_info, await_only
+        event.listen(Engine, "do_connect", _on_do_connect)
+        event.listen(Pool, "connect", _on_connect)
+        event.listen(Engine, "do_execute", _on_execute)
+        event.listen(Engine, "do_execute_no_params", _on_execute_no_params)
+        event.listen(Engine, "after_cursor_execute", _after_execute)
+        _hooks_installed = True
+
+
+_pool_info: Any = None
+_await_only: Any = None
 
 
 async def _nothing() -> None:

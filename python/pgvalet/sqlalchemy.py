@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _sa_create_async_engine
 
 from . import _process, _url, l1
+from . import l1 as _l1  # init()'s l1= argument shadows the module name there
 from ._compat import check_driver, url_text
 from ._process import Proxy
 
@@ -56,25 +57,29 @@ def _start_options(kwargs: Dict[str, Any], **given: Any) -> Dict[str, Any]:
     return options
 
 
-def _attach_l1(engine: Any, handle: Proxy, setting: Any) -> None:
-    """pgvalet_l1: True (default), False, or {"max_bytes": N}."""
+def _l1_cache(handle: Proxy, setting: Any, stacklevel: int) -> Optional[l1.L1]:
+    """The L1 for the proxy handle per setting: True (default), False, or {"max_bytes": N};
+    None when there is to be none."""
     if setting is False:
-        return
+        return None
     if setting is not True and not isinstance(setting, Mapping):
         raise TypeError(f"pgvalet_l1 must be True, False or a dict, not {setting!r}")
-    if not l1.available():
-        warnings.warn("pgvalet: the in-process L1 cache is not built (run make); "
-                      "reads go to the proxy", stacklevel=3)
-        return
-    address = handle.push_address
-    if address is None:
-        return  # no push channel (cache off in the proxy): nothing could keep an L1 fresh
     options = dict(setting) if isinstance(setting, Mapping) else {}
     unknown = set(options) - {"max_bytes"}
     if unknown:
         raise TypeError(f"pgvalet_l1: unknown key(s) {sorted(unknown)}; valid: max_bytes")
-    l1.attach(engine, l1.for_address(address, int(options.get("max_bytes",
-                                                                l1.DEFAULT_MAX_BYTES))))
+    if not l1.available():
+        warnings.warn("pgvalet: the in-process L1 cache is not built (run make); "
+                      "reads go to the proxy", stacklevel=stacklevel)
+        return None
+    address = handle.push_address
+    if address is None:
+        return None  # no push channel (cache off in the proxy): nothing keeps an L1 fresh
+    return l1.for_address(address, int(options.get("max_bytes", l1.DEFAULT_MAX_BYTES)))
+
+
+def _attach_l1(engine: Any, handle: Proxy, setting: Any) -> None:
+    l1.attach(engine, _l1_cache(handle, setting, stacklevel=4))
 
 
 def _start(url: Any, options: Mapping[str, Any]) -> Tuple[Proxy, _url.LocalLeg]:
@@ -169,13 +174,17 @@ _rewritten: Dict[str, Proxy] = {}
 
 def init(url: Optional[str] = None, *, port: Optional[int] = None,
          config: Optional[Mapping[str, Any]] = None,
-         extra_args: Optional[Sequence[str]] = None, **options: Any) -> Proxy:
+         extra_args: Optional[Sequence[str]] = None, l1: Any = True,
+         **options: Any) -> Proxy:
     """Start a proxy for url (default: $DATABASE_URL) and point DATABASE_URL at it.
 
     The application's own ``create_engine(os.environ["DATABASE_URL"])`` then
-    connects through pgvalet with no import change.  Other start() options are
-    accepted by name (mode=, log_level=, silent=, ...).  Returns the proxy handle;
-    calling init() again with the rewritten DATABASE_URL returns the same one.
+    connects through pgvalet with no import change, and gets the in-process L1
+    cache too (``l1=False`` turns that off, ``l1={"max_bytes": N}`` sizes it): every
+    SQLAlchemy engine of this process that connects to the proxy uses it.  Other
+    start() options are accepted by name (mode=, log_level=, silent=, ...).  Returns
+    the proxy handle; calling init() again with the rewritten DATABASE_URL returns
+    the same one.
     """
     source = url if url is not None else os.environ.get("DATABASE_URL")
     if not source:
@@ -186,10 +195,17 @@ def init(url: Optional[str] = None, *, port: Optional[int] = None,
     unknown = set(options) - set(START_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unknown option(s) {', '.join(sorted(unknown))}; "
-                        f"valid: url, {', '.join(START_OPTIONS)}")
+                        f"valid: url, l1, {', '.join(START_OPTIONS)}")
     opts = {k: v for k, v in dict(options, port=port, config=config,
                                   extra_args=extra_args).items() if v is not None}
     handle, leg = _start(source, opts)
+    try:
+        cache = _l1_cache(handle, l1, stacklevel=3)
+    except BaseException:
+        handle.stop()
+        raise
+    if cache is not None:
+        _l1.attach_address(handle.host, handle.port, cache, handle)
     if leg.connect_args:
         warnings.warn(f"pgvalet: DATABASE_URL cannot carry {', '.join(sorted(leg.connect_args))} "
                       f"for the {_url.parse(source).driver} driver; pass them as connect_args",

@@ -466,3 +466,95 @@ def test_plain_asyncpg_connection_hits_and_stays_fresh(items, port):
             asyncio.run(main(proxy, cache))
         finally:
             cache.close()
+
+
+# ---- init(): the application's own engines ------------------------------------------------
+
+
+def _plain_reader(engine, cache, id_=1):
+    def read():
+        with engine.connect() as conn:
+            return conn.execute(READ, {"id": id_}).scalar()
+    read.l1 = cache
+    return read
+
+
+def test_init_puts_the_l1_under_the_applications_own_engines(items, port, monkeypatch):
+    import os
+
+    import sqlalchemy
+    from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+
+    monkeypatch.setenv("DATABASE_URL", items.url())
+    handle = pgvalet.sqlalchemy.init(port=port, silent=True)
+    cache = l1.for_address(handle.push_address)
+    engine = sqlalchemy.create_engine(os.environ["DATABASE_URL"])    # plain SQLAlchemy
+    direct = sqlalchemy.create_engine(items.url())                    # not through the proxy
+    read = _plain_reader(engine, cache)
+    assert warm(read) == "item 1"
+    before = calls(items)
+    hits = cache.stats()["hits"]
+    for _ in range(5):
+        assert read() == "item 1"
+    assert cache.stats()["hits"] == hits + 5
+    assert calls(items) == before
+    # a write that bypasses the proxy reaches this L1 too
+    items.sql("UPDATE l1_items SET name = 'via init' WHERE id = 1")
+    assert eventually(read, "via init") == "via init"
+    # an engine to another server is left alone
+    stats = cache.stats()
+    with direct.connect() as conn:
+        for _ in range(3):
+            assert conn.execute(READ, {"id": 2}).scalar() == "item 2"
+        assert l1.INFO_KEY not in conn.connection.info
+    assert (cache.stats()["hits"], cache.stats()["fills"]) == (stats["hits"], stats["fills"])
+
+    async def async_reads():
+        url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+asyncpg://", 1)
+        aengine = sa_create_async_engine(url)
+        try:
+            values = []
+            for _ in range(40):
+                h = cache.stats()["hits"]
+                async with aengine.connect() as conn:
+                    values.append((await conn.execute(READ, {"id": 3})).scalar())
+                if cache.stats()["hits"] > h:
+                    return values
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"no async L1 hit: {cache.stats()}")
+        finally:
+            await aengine.dispose()
+
+    assert set(asyncio.run(async_reads())) == {"item 3"}
+    engine.dispose()
+    direct.dispose()
+
+
+def test_init_l1_false_and_a_stopped_proxy_leave_engines_alone(items, port, monkeypatch):
+    import os
+
+    import sqlalchemy
+
+    monkeypatch.setenv("DATABASE_URL", items.url())
+    handle = pgvalet.sqlalchemy.init(port=port, silent=True, l1=False)
+    engine = sqlalchemy.create_engine(os.environ["DATABASE_URL"])
+    with engine.connect() as conn:
+        assert conn.execute(READ, {"id": 1}).scalar() == "item 1"
+        assert l1.INFO_KEY not in conn.connection.info
+    engine.dispose()
+    handle.stop()
+    with pytest.raises(TypeError, match="pgvalet_l1: unknown key"):
+        pgvalet.sqlalchemy.init(items.url(), port=port, silent=True, l1={"size": 1})
+
+    # registered by an earlier init(), then stopped: no L1 for a new proxy on that port
+    monkeypatch.setenv("DATABASE_URL", items.url())
+    first = pgvalet.sqlalchemy.init(port=port, silent=True)
+    url = os.environ["DATABASE_URL"]
+    first.stop()
+    with pgvalet.start(items.url(), port=first.port, silent=True) as other:
+        assert other.port == first.port
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(READ, {"id": 1}).scalar() == "item 1"
+            assert l1.INFO_KEY not in conn.connection.info
+        engine.dispose()
