@@ -104,9 +104,12 @@ def cache_script(workload, scale):
                 "BEGIN;\n"
                 "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
                 "ROLLBACK;\n")
-    if workload == "miss":  # point SELECTs over all rows: mostly first-time keys
+    if workload == "miss":
+        # point SELECTs over all rows, each with a nonce in it, so that no two
+        # statements share a cache key: every one is a miss (and a store)
         return (f"\\set aid random(1, {100000 * scale})\n"
-                "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n")
+                "\\set nonce random(1, 2000000000)\n"
+                "SELECT abalance FROM pgbench_accounts WHERE aid = :aid AND :nonce > 0;\n")
     raise ValueError(workload)
 
 
@@ -797,6 +800,9 @@ def parse_args():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "pgvalet"),
                     help="pgvalet binary (default build/pgvalet)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per pgbench run (-T)")
+    ap.add_argument("--miss-rounds", type=int, default=4,
+                    help="rounds of each cache-table miss row (cache on / --cache-size 0, "
+                         "alternating who goes first; the mean is reported)")
     ap.add_argument("--stats-rounds", type=int, default=4,
                     help="stats table: runs per cell, alternating on/off (ABBA...); the mean "
                          "is kept (use an even number: a steady drift then cancels out)")
@@ -848,6 +854,8 @@ def parse_args():
         ap.error(f"--stats-rate: {e}")
     if a.stats_rounds < 1:
         ap.error("--stats-rounds must be >= 1")
+    if a.miss_rounds < 1:
+        ap.error("--miss-rounds must be >= 1")
     if a.rows and not a.targets:
         log("--targets names no proxy-table target; skipping the proxy table")
         a.rows = []
@@ -1135,6 +1143,10 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
             rports = cports
             if valet:
                 procs["pgvalet"] = valet
+        if w == "miss":
+            run_miss_row(a, name, mode, scripts[w], rports, procs, res, warm, timeout,
+                         first=row_targets[0])
+            row_targets = ()
         for t in row_targets:  # interleaved, as in the proxy table
             if t not in rports:
                 res["tps"][t] = None
@@ -1162,8 +1174,13 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
             if "pgvalet" in procs:
                 st = valet_cache_stats(procs["pgvalet"][1])
                 if st:
-                    footnotes.append(f"{name}: pgvalet cache (warm-up + run): "
+                    footnotes.append(f"{name}: pgvalet cache (warm-ups + runs): "
                                      f"{fmt_hits(st[0], st[1])}")
+            on, off = (res["cpu_us"].get(t) for t in MISS_TARGETS)
+            if on and off:
+                footnotes.append(f"{name}: proxy CPU per transaction {on:.1f} us with the "
+                                 f"cache, {off:.1f} us with --cache-size 0 "
+                                 f"({100.0 * (on - off) / off:+.1f} %)")
         results.append(res)
 
     # cache counters over all hot-select / tx-select rows
@@ -1211,7 +1228,8 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
           f"{started:%Y-%m-%d %H:%M}, {transport_text()}")
     print_table(header, table)
     print("goals: pgvalet/direct >= 2.0 and pgvalet/pgbouncer >= 3.0 on hot-select and "
-          "tx-select; miss cost = pgvalet / pgvalet --cache-size 0 >= 0.95")
+          "tx-select; miss cost = pgvalet / pgvalet --cache-size 0 >= 0.95 (miss rows: "
+          f"every statement a new key; mean of {a.miss_rounds} interleaved rounds)")
     notes_out = [f"{t}: {cnotes[t]}" for t in targets if cnotes.get(t)]
     for r in results:
         for t, e in r["errors"].items():
@@ -1224,6 +1242,45 @@ def run_cache(a, base, pg_port, ports, notes, bouncer_version, started, mach):
 
 # --------------------------------------------------------------------------
 # the stats table: what collecting workload statistics costs
+
+def run_miss_row(a, name, mode, script, rports, procs, res, warm, timeout, first):
+    """One miss row: pgvalet with its cache on vs --cache-size 0, a.miss_rounds rounds
+    of a.duration s each, alternating who goes first; the mean tps and proxy CPU per
+    transaction go into res["tps"] / res["cpu_us"]."""
+    targets = list(MISS_TARGETS) if first == MISS_TARGETS[0] else list(reversed(MISS_TARGETS))
+    args = ["-n", "-c", str(a.clients), "-j", str(a.jobs), "-M", mode, "-f", script]
+    tps_runs = {t: [] for t in targets}
+    cpu_runs = {t: [] for t in targets}
+    res["cpu_us"] = {}
+    for t in targets:
+        if t in rports:
+            _tps, werr = pgbench(rports[t], args + ["-T", str(warm)], warm + 60)
+            if werr:
+                log(f"{name:20s} {t:15s} warm-up: {werr}")
+    for rnd in range(a.miss_rounds):
+        for t in (targets if rnd % 2 == 0 else list(reversed(targets))):
+            if t not in rports or procs[t][0].poll() is not None:
+                continue
+            cpu0 = proc_cpu_s(procs[t][0].pid)
+            tps, err = pgbench(rports[t], args + ["-T", str(a.duration)], timeout)
+            cpu1 = proc_cpu_s(procs[t][0].pid)
+            cpu = None
+            if tps:
+                tps_runs[t].append(tps)
+                if cpu0 is not None and cpu1 is not None:
+                    cpu = (cpu1 - cpu0) * 1e6 / (tps * a.duration)
+                    cpu_runs[t].append(cpu)
+            if err:
+                res["errors"][t] = err
+            log(f"{name:20s} {t:15s} {fmt_tps(tps):>10s}"
+                + (f"  {cpu:.1f} us CPU/tx" if cpu else "") + (f"  ({err})" if err else ""))
+    for t in targets:
+        res["tps"][t] = statistics.fmean(tps_runs[t]) if tps_runs[t] else None
+        if t in procs and procs[t][0].poll() is not None:
+            res["errors"][t] = f"{t} died (status {procs[t][0].returncode})"
+        if cpu_runs[t]:
+            res["cpu_us"][t] = statistics.fmean(cpu_runs[t])
+
 
 def proc_cpu_s(pid):
     """User + system CPU seconds a process has used (/proc/<pid>/stat), or None."""
