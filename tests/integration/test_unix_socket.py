@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BINARY, PASSWORD, USER, free_port
 
-pytestmark = pytest.mark.skipif(not BINARY, reason="a pgvalet binary is needed")
+pytestmark = pytest.mark.proxy_only
 
 
 def psql_unix(sock_dir, port, sql):
