@@ -71,11 +71,8 @@ def engine_cache(engine: Any):
     return cache
 
 
-_info = pool_info
-
-
 def _stack(fairy: Any, create: bool = True) -> Optional[List[Tuple[Optional[str], Pending]]]:
-    info = _info(fairy)
+    info = pool_info(fairy)
     if info is None:
         return None
     stack = info.get(PENDING)
@@ -95,7 +92,7 @@ def connection_wrote(fairy: Any) -> bool:
 
 
 def take_all(fairy: Any) -> Pending:
-    info = _info(fairy)
+    info = pool_info(fairy)
     merged = Pending()
     if info is None:
         return merged
@@ -212,7 +209,7 @@ def _after_cursor_execute(conn, cursor, statement, parameters, context, executem
     if cache is None:
         return
     fairy = conn.connection
-    info = _info(fairy)
+    info = pool_info(fairy)
     if info is None:
         return
     iso = _ISOLATION.search(statement) if "isolation" in statement.lower() else None
