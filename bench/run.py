@@ -1251,7 +1251,6 @@ def run_miss_row(a, name, mode, script, rports, procs, res, warm, timeout, first
     args = ["-n", "-c", str(a.clients), "-j", str(a.jobs), "-M", mode, "-f", script]
     tps_runs = {t: [] for t in targets}
     cpu_runs = {t: [] for t in targets}
-    res["cpu_us"] = {}
     for t in targets:
         if t in rports:
             _tps, werr = pgbench(rports[t], args + ["-T", str(warm)], warm + 60)
@@ -1261,23 +1260,40 @@ def run_miss_row(a, name, mode, script, rports, procs, res, warm, timeout, first
         for t in (targets if rnd % 2 == 0 else list(reversed(targets))):
             if t not in rports or procs[t][0].poll() is not None:
                 continue
-            cpu0 = proc_cpu_s(procs[t][0].pid)
-            tps, err = pgbench(rports[t], args + ["-T", str(a.duration)], timeout)
-            cpu1 = proc_cpu_s(procs[t][0].pid)
-            cpu = None
-            if tps:
-                tps_runs[t].append(tps)
-                if cpu0 is not None and cpu1 is not None:
-                    cpu = (cpu1 - cpu0) * 1e6 / (tps * a.duration)
-                    cpu_runs[t].append(cpu)
-            if err:
-                res["errors"][t] = err
-            log(f"{name:20s} {t:15s} {fmt_tps(tps):>10s}"
-                + (f"  {cpu:.1f} us CPU/tx" if cpu else "") + (f"  ({err})" if err else ""))
+            timed_round(res, tps_runs, cpu_runs, t, f"{name:20s} {t:15s}", rports[t],
+                        procs[t][0], args, a.duration, timeout)
+    mean_of_rounds(res, tps_runs, cpu_runs)
     for t in targets:
-        res["tps"][t] = statistics.fmean(tps_runs[t]) if tps_runs[t] else None
         if t in procs and procs[t][0].poll() is not None:
             res["errors"][t] = f"{t} died (status {procs[t][0].returncode})"
+
+
+def timed_round(res, tps_runs, cpu_runs, t, label, port, proc, args, duration, timeout):
+    """One measured `pgbench -T duration` of target t through the proxy process proc: its
+    tps and the proxy's CPU per transaction go to tps_runs[t] / cpu_runs[t], an error to
+    res["errors"], and a line to the log."""
+    cpu0 = proc_cpu_s(proc.pid)
+    tps, err = pgbench(port, args + ["-T", str(duration)], timeout)
+    cpu1 = proc_cpu_s(proc.pid)
+    cpu = None
+    if tps:
+        tps_runs[t].append(tps)
+        if cpu0 is not None and cpu1 is not None:
+            cpu = (cpu1 - cpu0) * 1e6 / (tps * duration)
+            cpu_runs[t].append(cpu)
+    if err:
+        res["errors"][t] = err
+    log(f"{label} {fmt_tps(tps):>10s}"
+        + (f"  {cpu:.1f} us CPU/tx" if cpu else "") + (f"  ({err})" if err else ""))
+
+
+def mean_of_rounds(res, tps_runs, cpu_runs):
+    """res["tps"] / res["cpu_us"]: the mean over the rounds of each target.  With an even
+    number of rounds, each alternating who goes first (A B, B A, ...), a steady drift of
+    the machine (WAL, table growth, other jobs) weighs on both targets alike."""
+    res.setdefault("cpu_us", {})
+    for t, runs in tps_runs.items():
+        res["tps"][t] = statistics.fmean(runs) if runs else None
         if cpu_runs[t]:
             res["cpu_us"][t] = statistics.fmean(cpu_runs[t])
 
@@ -1341,29 +1357,11 @@ def run_stats(a, base, pg_port, started, mach):
             for t in order:  # alternate who goes first: no order bias
                 if t not in sports or procs[t][0].poll() is not None:
                     continue
-                cpu0 = proc_cpu_s(procs[t][0].pid)
-                tps, err = pgbench(sports[t], ["-n", "-c", str(a.clients), "-j", str(a.jobs),
-                                               "-T", str(a.duration), "-M", mode]
-                                   + rate_args + wargs,
-                                   a.duration + 60)
-                cpu1 = proc_cpu_s(procs[t][0].pid)
-                cpu = None
-                if tps:
-                    tps_runs[t].append(tps)
-                    if cpu0 is not None and cpu1 is not None:
-                        cpu = (cpu1 - cpu0) * 1e6 / (tps * a.duration)
-                        cpu_runs[t].append(cpu)
-                if err:
-                    res["errors"][t] = err
-                log(f"{name:24s} {t:16s} {fmt_tps(tps):>10s}"
-                    + (f"  {cpu:.1f} us CPU/tx" if cpu else "") + (f"  ({err})" if err else ""))
-        # The mean of the rounds: with an even number of rounds, each alternating who
-        # goes first (on off, off on, ...), a steady drift of the machine (WAL, table
-        # growth, other jobs) weighs on both targets alike and cancels out.
-        for t in STATS_TARGETS:
-            res["tps"][t] = statistics.fmean(tps_runs[t]) if tps_runs[t] else None
-            if cpu_runs[t]:
-                res["cpu_us"][t] = statistics.fmean(cpu_runs[t])
+                timed_round(res, tps_runs, cpu_runs, t, f"{name:24s} {t:16s}", sports[t],
+                            procs[t][0], ["-n", "-c", str(a.clients), "-j", str(a.jobs),
+                                          "-M", mode] + rate_args + wargs,
+                            a.duration, a.duration + 60)
+        mean_of_rounds(res, tps_runs, cpu_runs)
         results.append(res)
     for t, (proc, _errpath) in procs.items():
         stop_process(proc, t)

@@ -437,8 +437,20 @@ walk_arm(const struct level *up, const PgQuery__SelectStmt *s, int depth)
 	walk_select(&lv, s, depth);
 }
 
-/* UPDATE ... FROM ... WHERE, DELETE ... USING ... WHERE in level lv
- * (which takes its WITH): the rows it finds are found like a SELECT's. */
+/* The rows a write finds in level lv (which takes its WITH): its target
+ * and its other tables under its WHERE, like a SELECT's. */
+static void
+walk_found(struct level *lv, const PgQuery__WithClause *with,
+	   const PgQuery__RangeVar *target, PgQuery__Node *const *tables,
+	   size_t ntables, const PgQuery__Node *where, int depth)
+{
+	lv->with = with;
+	walk_ctes(lv, with, depth);
+	add_rel(lv, target);
+	walk_tables(lv, tables, ntables, where, depth);
+}
+
+/* UPDATE ... FROM ... WHERE, DELETE ... USING ... WHERE. */
 static void
 walk_write(struct level *lv, const PgQuery__Node *n, int depth)
 {
@@ -446,20 +458,13 @@ walk_write(struct level *lv, const PgQuery__Node *n, int depth)
 	const PgQuery__DeleteStmt *d;
 
 	if (n->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT &&
-	    (u = n->update_stmt)) {
-		lv->with = u->with_clause;
-		walk_ctes(lv, u->with_clause, depth);
-		add_rel(lv, u->relation);
-		walk_tables(lv, u->from_clause, u->n_from_clause,
-			    u->where_clause, depth);
-	} else if (n->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
-		   (d = n->delete_stmt)) {
-		lv->with = d->with_clause;
-		walk_ctes(lv, d->with_clause, depth);
-		add_rel(lv, d->relation);
-		walk_tables(lv, d->using_clause, d->n_using_clause,
-			    d->where_clause, depth);
-	}
+	    (u = n->update_stmt))
+		walk_found(lv, u->with_clause, u->relation, u->from_clause,
+			   u->n_from_clause, u->where_clause, depth);
+	else if (n->node_case == PG_QUERY__NODE__NODE_DELETE_STMT &&
+		 (d = n->delete_stmt))
+		walk_found(lv, d->with_clause, d->relation, d->using_clause,
+			   d->n_using_clause, d->where_clause, depth);
 }
 
 /* A SELECT, UPDATE or DELETE read in level lv; anything else adds none. */
