@@ -19,6 +19,7 @@
 
 #include "analysis/shape.h"
 #include "cache/tags.h"
+#include "core/sqlchar.h"
 
 enum {
 	PLAN_SHARDS = 16,
@@ -762,14 +763,6 @@ plan_from(struct plan_table *pt, const char *db, const struct summary *s,
 
 enum { NORM_MAX_TEXT = 16384, NORM_MAX_LITS = 256 };
 
-static bool
-ident_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c == '_' || c == '$' ||
-	       (unsigned char)c >= 0x80;
-}
-
 /* End of the quoted run starting at t[i] (its opening quote q). */
 static size_t
 skip_quoted(const char *t, size_t len, size_t i, char q, bool backslash)
@@ -793,7 +786,7 @@ skip_dollar(const char *t, size_t len, size_t i)
 {
 	size_t j = i + 1, tag;
 
-	while (j < len && t[j] != '$' && ident_char(t[j]))
+	while (j < len && t[j] != '$' && sqlch_ident(t[j]))
 		j++;
 	if (j >= len || t[j] != '$' || (j > i + 1 && t[i + 1] >= '0' &&
 					    t[i + 1] <= '9'))
@@ -846,7 +839,7 @@ number_at(const char *t, size_t len, size_t i)
 			j = k;
 		}
 	}
-	if (j < len && (ident_char(t[j]) || t[j] == '.'))
+	if (j < len && (sqlch_ident(t[j]) || t[j] == '.'))
 		return (size_t)-1;	/* 123abc: leave the text alone */
 	return j - i;
 }
@@ -885,19 +878,18 @@ put_placeholder(char *dst, unsigned n)
 static bool
 normalise(const char *t, size_t len, struct normalised *n)
 {
-	size_t i = 0, k, out = 0, p = 4;
+	size_t i = 0, k, out = 0, p = 4, copied = 0;
 
 	if (len > NORM_MAX_TEXT)
 		return false;
 	n->nlits = 0;
 	while (i < len) {
 		char c = t[i];
-		size_t from = i;
 
 		if (c == '\'' || c == '"') {
 			i = skip_quoted(t, len, i, c, false);
 		} else if ((c == 'e' || c == 'E') && i + 1 < len &&
-			   t[i + 1] == '\'' && (i == 0 || !ident_char(t[i - 1]))) {
+			   t[i + 1] == '\'' && (i == 0 || !sqlch_ident(t[i - 1]))) {
 			i = skip_quoted(t, len, i + 1, '\'', true);
 		} else if (c == '-' && i + 1 < len && t[i + 1] == '-') {
 			while (i < len && t[i] != '\n')
@@ -909,15 +901,17 @@ normalise(const char *t, size_t len, struct normalised *n)
 				return false;	/* a $n already */
 			k = skip_dollar(t, len, i);
 			i = k ? k : i + 1;
-		} else if (ident_char(c) && !(c >= '0' && c <= '9')) {
-			while (i < len && ident_char(t[i]))
+		} else if (sqlch_ident(c) && !(c >= '0' && c <= '9')) {
+			while (i < len && sqlch_ident(t[i]))
 				i++;
 		} else if ((c >= '0' && c <= '9') ||
 			   (c == '.' && i + 1 < len && t[i + 1] >= '0' &&
-			    t[i + 1] <= '9' && (i == 0 || !ident_char(t[i - 1])))) {
+			    t[i + 1] <= '9' && (i == 0 || !sqlch_ident(t[i - 1])))) {
 			k = number_at(t, len, i);
 			if (k == (size_t)-1 || n->nlits == NORM_MAX_LITS)
 				return false;
+			memcpy(n->text + out, t + copied, i - copied);
+			out += i - copied;
 			out += put_placeholder(n->text + out, ++n->nlits);
 			n->params[p++] = (uint8_t)(k >> 24);
 			n->params[p++] = (uint8_t)(k >> 16);
@@ -926,16 +920,15 @@ normalise(const char *t, size_t len, struct normalised *n)
 			memcpy(n->params + p, t + i, k);
 			p += k;
 			i += k;
-			continue;
+			copied = i;
 		} else {
 			i++;
 		}
-		memcpy(n->text + out, t + from, i - from);
-		out += i - from;
 	}
 	if (!n->nlits)
 		return false;
-	n->len = out;
+	memcpy(n->text + out, t + copied, len - copied);
+	n->len = out + len - copied;
 	n->params[0] = 0;	/* no format codes: all text */
 	n->params[1] = 0;
 	n->params[2] = (uint8_t)(n->nlits >> 8);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "analysis/shape.h"
+#include "core/sqlchar.h"
 
 enum {
 	FP_SHARDS = 64,
@@ -41,20 +42,6 @@ mix(uint64_t h, unsigned char c)
 	return (h ^ c) * FNV_PRIME;
 }
 
-static bool
-ident_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c == '_' || c == '$' ||
-	       (unsigned char)c >= 0x80;
-}
-
-static bool
-is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* End of the string literal whose opening quote is at i. */
 static size_t
 skip_string(const char *t, size_t len, size_t i, bool backslash)
@@ -79,15 +66,15 @@ skip_string(const char *t, size_t len, size_t i, bool backslash)
 static size_t
 skip_number(const char *t, size_t len, size_t i)
 {
-	while (i < len && (is_digit(t[i]) || t[i] == '.'))
+	while (i < len && (sqlch_digit(t[i]) || t[i] == '.'))
 		i++;
 	if (i < len && (t[i] == 'e' || t[i] == 'E')) {
 		size_t j = i + 1;
 
 		if (j < len && (t[j] == '+' || t[j] == '-'))
 			j++;
-		if (j < len && is_digit(t[j])) {
-			while (j < len && is_digit(t[j]))
+		if (j < len && sqlch_digit(t[j])) {
+			while (j < len && sqlch_digit(t[j]))
 				j++;
 			i = j;
 		}
@@ -139,9 +126,9 @@ dollar_tag(const char *t, size_t len, size_t i)
 {
 	size_t j = i + 1;
 
-	if (j < len && is_digit(t[j]))
+	if (j < len && sqlch_digit(t[j]))
 		return 0;	/* $1: a parameter */
-	while (j < len && t[j] != '$' && ident_char(t[j]))
+	while (j < len && t[j] != '$' && sqlch_ident(t[j]))
 		j++;
 	return j < len && t[j] == '$' ? j - i + 1 : 0;
 }
@@ -170,7 +157,7 @@ static bool
 escape_string(const char *t, size_t i)
 {
 	return i >= 1 && (t[i - 1] == 'e' || t[i - 1] == 'E') &&
-	       (i < 2 || !ident_char(t[i - 2]));
+	       (i < 2 || !sqlch_ident(t[i - 2]));
 }
 
 uint64_t
@@ -178,19 +165,25 @@ fp_shape_hash(const char *t, size_t len)
 {
 	uint64_t h = FNV_OFFSET;
 	size_t i = 0, tag;
-	char prev = ' ';
 
 	while (i < len) {
-		char c = t[i];
+		char c, prev;
 
+		/* Plain text (most of it) is hashed as it stands. */
+		while (i < len && !sqlch_is(t[i], SQLCH_SHAPE))
+			h = mix(h, (unsigned char)t[i++]);
+		if (i == len)
+			break;
+		c = t[i];
+		prev = i ? t[i - 1] : ' ';
 		if (c == '\'') {
 			h = mix(h, '\'');
 			i = skip_string(t, len, i, escape_string(t, i));
-		} else if (is_digit(c) && !ident_char(prev)) {
+		} else if (sqlch_digit(c) && !sqlch_ident(prev)) {
 			h = mix(h, '0');
 			i = skip_number(t, len, i);
-		} else if (c == '.' && i + 1 < len && is_digit(t[i + 1]) &&
-			   !ident_char(prev)) {
+		} else if (c == '.' && i + 1 < len && sqlch_digit(t[i + 1]) &&
+			   !sqlch_ident(prev)) {
 			h = mix(h, '0');
 			i = skip_number(t, len, i);
 		} else if ((c == '-' && i + 1 < len && t[i + 1] == '-') ||
@@ -198,14 +191,13 @@ fp_shape_hash(const char *t, size_t len)
 			i = skip_comment(t, len, i);
 		} else if (c == '"') {
 			i = hash_ident(t, len, i, &h);
-		} else if (c == '$' && !ident_char(prev) &&
+		} else if (c == '$' && !sqlch_ident(prev) &&
 			   (tag = dollar_tag(t, len, i))) {
 			i = hash_dollar(t, len, i, tag, &h);
 		} else {
 			h = mix(h, (unsigned char)c);
 			i++;
 		}
-		prev = i ? t[i - 1] : ' ';
 	}
 	return h ? h : 1;
 }

@@ -4,19 +4,15 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+
+#include "core/sqlchar.h"
 
 struct lexer {
 	const char *s;
 	size_t len;
 	size_t pos;
 };
-
-static bool
-is_ident_char(char c)
-{
-	return isalnum((unsigned char)c) || c == '_' || c == '$' ||
-	       (unsigned char)c >= 0x80;
-}
 
 /* Skip a quoted run starting at pos (the opening quote). */
 static void
@@ -50,7 +46,7 @@ skip_dollar(struct lexer *lx)
 	if (p < lx->len && isdigit((unsigned char)lx->s[p]))
 		return false;	/* $1: a parameter, not a quote */
 	while (p < lx->len && lx->s[p] != '$') {
-		if (!is_ident_char(lx->s[p]))
+		if (!sqlch_ident(lx->s[p]))
 			return false;
 		p++;
 	}
@@ -143,7 +139,7 @@ next_word(struct lexer *lx, char *out, size_t outlen)
 		return true;
 	}
 	while (lx->pos < lx->len &&
-	       (is_ident_char(lx->s[lx->pos]) || lx->s[lx->pos] == '.')) {
+	       (sqlch_ident(lx->s[lx->pos]) || lx->s[lx->pos] == '.')) {
 		if (n + 1 >= outlen)
 			return false;
 		out[n++] = (char)tolower((unsigned char)lx->s[lx->pos++]);
@@ -178,10 +174,10 @@ contains_words(const char *text, size_t len, const char *first,
 
 	for (i = 0; i + flen <= len; i++) {
 		if (strncasecmp(text + i, first, flen) != 0 ||
-		    (i > 0 && is_ident_char(text[i - 1])))
+		    (i > 0 && sqlch_ident(text[i - 1])))
 			continue;
 		lx.pos = i + flen;
-		if (lx.pos < len && is_ident_char(text[lx.pos]))
+		if (lx.pos < len && sqlch_ident(text[lx.pos]))
 			continue;
 		if (next_word(&lx, w, sizeof(w)) && strcmp(w, second) == 0)
 			return true;
@@ -332,7 +328,7 @@ sqlclass_split(const char *text, size_t len, struct sql_stmt *out,
 		} else if (c == '"') {
 			skip_quoted(&lx, '"', false);
 		} else if (c == '$' && (lx.pos == 0 ||
-					!is_ident_char(text[lx.pos - 1]))) {
+					!sqlch_ident(text[lx.pos - 1]))) {
 			if (!skip_dollar(&lx))
 				lx.pos++;
 		} else if ((c == '-' || c == '/') && lx.pos + 1 < lx.len &&
@@ -347,6 +343,29 @@ sqlclass_split(const char *text, size_t len, struct sql_stmt *out,
 	}
 	emit(text, start, len, out, max, &count);
 	return count;
+}
+
+/*
+ * Whether the text may call pg_[try_]advisory_* or set_config: functions
+ * whose effects outlive the transaction.  Both names hold a '_', so only
+ * the underscores (found by memchr) need a closer look; this runs on
+ * every SELECT.
+ */
+static bool
+calls_session_function(const char *text, size_t len)
+{
+	const char *end = text + len, *u = text;
+
+	while ((u = memchr(u, '_', (size_t)(end - u)))) {
+		if (end - u >= 9 && (u[1] | 0x20) == 'a' &&
+		    strncasecmp(u + 1, "advisory", 8) == 0)
+			return true;
+		if (u - text >= 3 && end - u >= 7 && (u[-3] | 0x20) == 's' &&
+		    strncasecmp(u - 3, "set_config", 10) == 0)
+			return true;
+		u++;
+	}
+	return false;
 }
 
 int
@@ -364,8 +383,7 @@ sqlclass_interesting(const char *text, size_t len)
 	if (!next_word(&lx, w0, sizeof(w0)))
 		return lx.pos < lx.len;	/* "(SELECT ...)": have a look */
 	if (strcmp(w0, "select") == 0 || strcmp(w0, "with") == 0)
-		return contains_ci(text, len, "advisory") ||
-		       contains_ci(text, len, "set_config");
+		return calls_session_function(text, len);
 	return strcmp(w0, "insert") != 0 && strcmp(w0, "update") != 0 &&
 	       strcmp(w0, "delete") != 0 && strcmp(w0, "begin") != 0 &&
 	       strcmp(w0, "commit") != 0 && strcmp(w0, "rollback") != 0;

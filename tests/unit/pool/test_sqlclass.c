@@ -441,7 +441,11 @@ test_interesting(void **state)
 		"SELECT 1; SELECT 2",
 		"SELECT 1; SET x = 1;",
 		"SELECT pg_advisory_lock(1)",
+		"SELECT PG_TRY_ADVISORY_LOCK(1)",
+		"select pg_advisory_xact_lock(1)",
 		"with x as (select set_config('a','b',false)) select 1",
+		"SELECT Set_Config('a','b',false)",
+		"SELECT \"pg_advisory_lock\"(1)",
 		"EXPLAIN SELECT 1",
 	};
 	static const char *const no[] = {
@@ -451,6 +455,11 @@ test_interesting(void **state)
 		"INSERT INTO t VALUES (1)",
 		"INSERT INTO t VALUES (1);",
 		"SELECT abalance FROM a WHERE aid = 1;  ",
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+		"SELECT _ FROM t_ WHERE x_ = 1 AND set_ = 2 AND _config = 3",
+		"SELECT advisory FROM config",
+		"SELECT _",
+		"SELECT t._a_ FROM t",
 		"UPDATE t SET a = 1",
 		"DELETE FROM t",
 		"BEGIN",
