@@ -26,6 +26,7 @@
 #include "invalidate/push.h"
 #include "invalidate/stream.h"
 #include "http/dashboard.h"
+#include "net/buf.h"
 #include "net/tls.h"
 #include "net/unixsock.h"
 #include "observe/advisor.h"
@@ -848,6 +849,7 @@ worker_main(void *arg)
 	struct worker *w = arg;
 	struct server *srv = w->srv;
 
+	buf_stash_begin();
 	w->now_ms = clock_mono_ms();
 	w->next_tick_ms = w->now_ms + TICK_MS;
 	while (!atomic_load(&srv->stopping)) {
@@ -864,6 +866,7 @@ worker_main(void *arg)
 	close_clients(w);
 	session_cache_mail(w);	/* waits that ended as their clients left */
 	bury_dead(w);
+	buf_stash_end();
 	return NULL;
 }
 

@@ -1,7 +1,28 @@
 #include "net/buf.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+static _Thread_local struct {
+	bool on;
+	int n;
+	uint8_t *blocks[BUF_STASH_MAX];
+} stash;
+
+void
+buf_stash_begin(void)
+{
+	stash.on = true;
+}
+
+void
+buf_stash_end(void)
+{
+	while (stash.n)
+		free(stash.blocks[--stash.n]);
+	stash.on = false;
+}
 
 int
 buf_reserve(struct buf *b, size_t n)
@@ -17,6 +38,11 @@ buf_reserve(struct buf *b, size_t n)
 		return 0;
 	}
 	need = b->len + n;
+	if (!b->data && need <= BUF_MIN_CAP && stash.n) {
+		b->data = stash.blocks[--stash.n];
+		b->cap = BUF_MIN_CAP;
+		return 0;
+	}
 	cap = b->cap ? b->cap : BUF_MIN_CAP;
 	while (cap < need)
 		cap *= 2;
@@ -63,7 +89,11 @@ void
 buf_release(struct buf *b)
 {
 	if (b->data && b->len == 0) {
-		free(b->data);
+		if (stash.on && b->cap == BUF_MIN_CAP &&
+		    stash.n < BUF_STASH_MAX)
+			stash.blocks[stash.n++] = b->data;
+		else
+			free(b->data);
 		b->data = NULL;
 		b->cap = 0;
 		b->sent = 0;

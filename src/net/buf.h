@@ -6,7 +6,10 @@
  *
  * Storage is allocated on first use and released by buf_release() when
  * empty, so idle connections hold no buffer memory.  Owned by one
- * connection, used by one worker thread.
+ * connection, used by one worker thread.  A thread that brackets its life
+ * with buf_stash_begin()/buf_stash_end() keeps up to BUF_STASH_MAX released
+ * BUF_MIN_CAP blocks for reuse: a request/response cycle then costs no
+ * malloc/free pair per buffer.
  */
 #ifndef PGVALET_NET_BUF_H
 #define PGVALET_NET_BUF_H
@@ -21,7 +24,12 @@ struct buf {
 	size_t cap;
 };
 
-enum { BUF_MIN_CAP = 16384 };
+enum { BUF_MIN_CAP = 16384, BUF_STASH_MAX = 64 };
+
+/* The calling thread reuses released blocks from now on. */
+void buf_stash_begin(void);
+/* Free the calling thread's stashed blocks and stop stashing. */
+void buf_stash_end(void);
 
 /* Make room for n more bytes; -1 on allocation failure. */
 int buf_reserve(struct buf *b, size_t n);
