@@ -12,8 +12,11 @@ capture_new(const struct cache_store *s, uint8_t *key, size_t keylen,
 	    uint64_t hash, const uint64_t *tags, size_t ntags,
 	    size_t max_entry)
 {
-	struct capture *c = calloc(1, sizeof(*c));
+	/* malloc, not calloc: glibc's calloc skips the thread cache */
+	struct capture *c = malloc(sizeof(*c));
 
+	if (c)
+		*c = (struct capture){ 0 };
 	if (!c || cache_stamp_take(s, &c->stamp, tags, ntags)) {
 		free(c);
 		free(key);

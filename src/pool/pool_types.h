@@ -152,10 +152,7 @@ struct client {
 	bool lazy_failed;		/* ... and a statement in it failed */
 	struct cache_wait *cache_wait;	/* parked behind an identical query */
 	struct cache_wait *spare_wait;	/* next lookup's waiter, unused yet */
-	struct plan *read_plan;		/* the Query just missed, planned */
-	size_t read_plan_len;		/* its body length, 0 = none */
-	uint64_t read_plan_hash;
-	uint64_t read_plan_ms;		/* valid in this loop turn only */
+	struct read_miss *read_miss;	/* the Query just missed (reused) */
 	bool no_claim;			/* just woken: look up, never wait */
 	uint8_t *claim_key;		/* we lead this key's miss (owned) */
 	size_t claim_keylen;

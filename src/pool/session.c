@@ -99,6 +99,29 @@ session_flush(struct client *cl)
 		session_close(cl, cl->c.error);
 }
 
+/*
+ * A simple Query the cache missed, handed from answer_from_cache to
+ * handle_query in the same turn of the loop, so that the statement is
+ * planned and its key built once.
+ */
+struct read_miss {
+	struct plan plan;
+	uint8_t *key;			/* owned; NULL = no hand-off */
+	size_t keylen;
+	size_t textlen;			/* the text ends the key */
+	uint64_t hash;
+	uint64_t ms;			/* valid in this loop turn only */
+};
+
+static void
+drop_read_miss(struct read_miss *m)
+{
+	if (m) {
+		free(m->key);
+		m->key = NULL;
+	}
+}
+
 /* ---- life cycle ---------------------------------------------------------- */
 
 void
@@ -156,7 +179,8 @@ session_free(struct client *cl)
 	free(cl->lazy_begin);
 	free(cl->claim_key);
 	free(cl->tier_stamp);
-	free(cl->read_plan);
+	drop_read_miss(cl->read_miss);
+	free(cl->read_miss);
 	free(cl->spare_wait);
 	free(cl->startup);
 	free(cl->cancel);
@@ -1670,6 +1694,42 @@ materialize_begin(struct client *cl)
 	return rc;
 }
 
+/* Hand a missed Query's plan and key (taken over) to handle_query. */
+static void
+keep_read_miss(struct client *cl, const struct plan *plan, uint8_t *key,
+	       size_t keylen, size_t textlen, uint64_t hash)
+{
+	struct read_miss *m = cl->read_miss;
+
+	if (!m && !(m = cl->read_miss = calloc(1, sizeof(*m)))) {
+		free(key);
+		return;
+	}
+	free(m->key);
+	m->plan = *plan;
+	m->key = key;
+	m->keylen = keylen;
+	m->textlen = textlen;
+	m->hash = hash;
+	m->ms = cl->w->now_ms;
+}
+
+/* The hand-off for this text, if answer_from_cache just made it (its key
+ * still to be taken or dropped). */
+static struct read_miss *
+take_read_miss(struct client *cl, const char *text, size_t len)
+{
+	struct read_miss *m = cl->read_miss;
+
+	if (!m || !m->key)
+		return NULL;
+	if (m->ms == cl->w->now_ms && m->textlen == len &&
+	    memcmp(m->key + m->keylen - len, text, len) == 0)
+		return m;
+	drop_read_miss(m);
+	return NULL;
+}
+
 /*
  * A simple Query from a client outside any transaction, with no backend:
  * answer it from the cache if we can.  True when answered.
@@ -1705,18 +1765,13 @@ answer_from_cache(struct client *cl, const struct msg_frame *f)
 	found = lookup(cl, hash, key, keylen, &e);
 	if (!e && found != LOOKUP_PARKED)
 		e = tier_lookup(cl, hash, key, keylen, &plan);
+	if (!e && found != LOOKUP_PARKED) {
+		keep_read_miss(cl, &plan, key, keylen, f->body_len - 1, hash);
+		return false;	/* handle_query sends it */
+	}
 	free(key);
 	if (found == LOOKUP_PARKED)
 		return true;	/* the message waits in the buffer */
-	if (!e) {	/* a miss: keep the plan for handle_query */
-		if (cl->read_plan || (cl->read_plan = malloc(sizeof(plan)))) {
-			*cl->read_plan = plan;
-			cl->read_plan_len = f->body_len;
-			cl->read_plan_ms = cl->w->now_ms;
-			cl->read_plan_hash = XXH3_64bits(text, f->body_len - 1);
-		}
-		return false;
-	}
 	data = cache_entry_data(e, &len);
 	if (buf_append(&cl->c.out, data, len)) {
 		cache_entry_release(e);
@@ -1736,36 +1791,37 @@ plan_query(struct client *cl, const char *text, size_t len,
 	   struct pending *p)
 {
 	struct server *srv = cl->w->srv;
-	struct plan plan;
+	struct read_miss *m = take_read_miss(cl, text, len);
+	struct plan own;
+	const struct plan *plan = m ? &m->plan : &own;
 	size_t keylen;
 	uint64_t hash;
 	uint8_t *key;
 
-	if (cl->read_plan_len == len + 1 && cl->read_plan_ms == cl->w->now_ms &&
-	    cl->read_plan_hash == XXH3_64bits(text, len)) {
-		/* answer_from_cache planned it this very turn of the loop */
-		plan = *cl->read_plan;
-	} else {
-		plan_stmt(cl, text, len, NULL, 0, &plan);
-	}
-	cl->read_plan_len = 0;
-	note_writes(cl, &plan);
-	if (!plan.cacheable)
+	if (!m)
+		plan_stmt(cl, text, len, NULL, 0, &own);
+	note_writes(cl, plan);
+	if (!plan->cacheable)
 		cl->block_clean = false;
 	/* in a clean READ COMMITTED block a read is what autocommit sees */
-	if (!plan.cacheable || cl->pinned ||
+	if (!plan->cacheable || cl->pinned ||
 	    (cl->in_block && !cl->block_clean) ||
 	    !backend_owes_nothing(cl->srv, cl->block_clean)) {
+		drop_read_miss(m);
 		claim_end(cl);
 		return 0;
 	}
-	key = query_key(cl, text, len, &keylen, &hash);
-	if (!key) {
+	if (m) {	/* answer_from_cache built it this turn of the loop */
+		key = m->key;
+		keylen = m->keylen;
+		hash = m->hash;
+		m->key = NULL;
+	} else if (!(key = query_key(cl, text, len, &keylen, &hash))) {
 		claim_end(cl);
 		return -1;
 	}
-	p->capture = capture_new(srv->cache, key, keylen, hash, plan.tags,
-				 plan.n_tags, (size_t)srv->cfg.cache_max_entry);
+	p->capture = capture_new(srv->cache, key, keylen, hash, plan->tags,
+				 plan->n_tags, (size_t)srv->cfg.cache_max_entry);
 	if (p->capture)
 		p->capture->in_block_ok = cl->block_clean;
 	tier_stamp_to_capture(cl, p->capture);
