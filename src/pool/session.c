@@ -181,6 +181,7 @@ session_free(struct client *cl)
 	free(cl->tier_stamp);
 	drop_read_miss(cl->read_miss);
 	free(cl->read_miss);
+	free(cl->fp_memo_text);
 	free(cl->spare_wait);
 	free(cl->startup);
 	free(cl->cancel);
@@ -963,6 +964,40 @@ obs_new(const struct client *cl, const char *sql, size_t len,
 	return r;
 }
 
+enum { FP_MEMO_MAX = 4096 };
+
+/*
+ * The fingerprint of a statement's text.  A client running unnamed
+ * extended-protocol statements (params_hash != 0) mostly sends one text
+ * over and over: the last one is remembered, so it is not hashed again.
+ */
+static uint64_t
+text_fingerprint(struct client *cl, const char *sql, size_t len,
+		 uint64_t params_hash)
+{
+	struct fp_cache *fc = cl->w->srv->fingerprints;
+	uint64_t fp;
+	char *t;
+
+	if (!params_hash || !len || len > FP_MEMO_MAX)
+		return fp_cache_get(fc, sql, len);
+	if (cl->fp_memo_text && cl->fp_memo_len == len &&
+	    memcmp(cl->fp_memo_text, sql, len) == 0)
+		return cl->fp_memo;
+	fp = fp_cache_get(fc, sql, len);
+	if (len > cl->fp_memo_cap) {
+		t = realloc(cl->fp_memo_text, len);
+		if (!t)
+			return fp;
+		cl->fp_memo_text = t;
+		cl->fp_memo_cap = len;
+	}
+	memcpy(cl->fp_memo_text, sql, len);
+	cl->fp_memo_len = len;
+	cl->fp_memo = fp;
+	return fp;
+}
+
 /* 'sql' is NUL-terminated at sql[len]; fingerprint 0 = compute it. */
 static void
 observe_text(struct client *cl, const char *sql, size_t len,
@@ -971,8 +1006,7 @@ observe_text(struct client *cl, const char *sql, size_t len,
 {
 	struct stmt_observation o = {
 		.fingerprint = fingerprint ? fingerprint :
-			       fp_cache_get(cl->w->srv->fingerprints, sql,
-					    len),
+			       text_fingerprint(cl, sql, len, params_hash),
 		.sql = sql,
 		.sql_len = len,
 		.db = cl->database,
