@@ -25,7 +25,7 @@ buf_stash_end(void)
 }
 
 int
-buf_reserve(struct buf *b, size_t n)
+buf_grow(struct buf *b, size_t n)
 {
 	size_t need, cap;
 	uint8_t *p;
@@ -51,16 +51,6 @@ buf_reserve(struct buf *b, size_t n)
 		return -1;
 	b->data = p;
 	b->cap = cap;
-	return 0;
-}
-
-int
-buf_append(struct buf *b, const void *p, size_t n)
-{
-	if (buf_reserve(b, n))
-		return -1;
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct buf {
 	uint8_t *data;
@@ -31,9 +32,26 @@ void buf_stash_begin(void);
 /* Free the calling thread's stashed blocks and stop stashing. */
 void buf_stash_end(void);
 
+/* buf_reserve's slow path: allocate or grow (or compact). */
+int buf_grow(struct buf *b, size_t n);
+
 /* Make room for n more bytes; -1 on allocation failure. */
-int buf_reserve(struct buf *b, size_t n);
-int buf_append(struct buf *b, const void *p, size_t n);
+static inline int
+buf_reserve(struct buf *b, size_t n)
+{
+	return b->cap - b->len >= n ? 0 : buf_grow(b, n);
+}
+
+static inline int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (buf_reserve(b, n))
+		return -1;
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
 /* Bytes waiting: [sent, len). */
 static inline size_t
 buf_pending(const struct buf *b)

@@ -436,6 +436,52 @@ test_be_helpers(void **state)
 	assert_int_equal(msg_be16(p), 0xdead);
 }
 
+/* ---- the buffer (net/buf.h) --------------------------------------------- */
+
+static void
+test_buf_release_and_stash(void **state)
+{
+	struct buf a = { 0 }, b = { 0 };
+	uint8_t *first;
+	char big[BUF_MIN_CAP + 1];
+
+	(void)state;
+	/* without a stash, an emptied buffer gives its storage back */
+	assert_int_equal(buf_append(&a, "abc", 3), 0);
+	assert_int_equal(buf_pending(&a), 3);
+	buf_consume(&a, 3);
+	buf_release(&a);
+	assert_null(a.data);
+	assert_int_equal(a.cap, 0);
+
+	/* with one, the block is kept and handed to the next empty buffer */
+	buf_stash_begin();
+	assert_int_equal(buf_append(&a, "abc", 3), 0);
+	first = a.data;
+	buf_release(&a);	/* not empty: kept */
+	assert_ptr_equal(a.data, first);
+	buf_consume(&a, 3);
+	buf_release(&a);
+	assert_null(a.data);
+	assert_int_equal(buf_append(&b, "xy", 2), 0);
+	assert_ptr_equal(b.data, first);
+	assert_int_equal(b.cap, BUF_MIN_CAP);
+	assert_memory_equal(buf_head(&b), "xy", 2);
+	/* a grown buffer is freed, not stashed */
+	memset(big, 'z', sizeof(big));
+	assert_int_equal(buf_append(&b, big, sizeof(big)), 0);
+	assert_true(b.cap > BUF_MIN_CAP);
+	buf_consume(&b, buf_pending(&b));
+	buf_release(&b);
+	assert_null(b.data);
+	assert_int_equal(buf_append(&a, big, sizeof(big)), 0);
+	assert_true(a.cap > BUF_MIN_CAP);
+	buf_free(&a);
+	buf_stash_end();	/* frees what is kept (ASan would see a leak) */
+	assert_int_equal(buf_append(&a, "q", 1), 0);
+	buf_free(&a);
+}
+
 int
 main(void)
 {
@@ -458,6 +504,7 @@ main(void)
 		cmocka_unit_test(test_put_error),
 		cmocka_unit_test(test_error_field_malformed),
 		cmocka_unit_test(test_be_helpers),
+		cmocka_unit_test(test_buf_release_and_stash),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
