@@ -160,7 +160,8 @@ may_use_index(const char *sql, size_t len)
 		i++;
 	for (k = 0; k < sizeof(words) / sizeof(*words); k++) {
 		n = strlen(words[k]);
-		if (len - i >= n && strncasecmp(sql + i, words[k], n) == 0)
+		if (len - i >= n && (sql[i] | 0x20) == words[k][0] &&
+		    strncasecmp(sql + i, words[k], n) == 0)
 			return true;
 	}
 	return false;

@@ -291,6 +291,8 @@ is_select(const char *sql, size_t len)
 	while (i < len && (sql[i] == ' ' || sql[i] == '\t' ||
 			   sql[i] == '\n' || sql[i] == '\r' || sql[i] == '('))
 		i++;
+	if (i == len || ((sql[i] | 0x20) != 's' && (sql[i] | 0x20) != 'w'))
+		return false;
 	return (len - i >= 6 && strncasecmp(sql + i, "select", 6) == 0) ||
 	       (len - i >= 4 && strncasecmp(sql + i, "with", 4) == 0);
 }

@@ -153,9 +153,8 @@ struct client {
 	struct cache_wait *cache_wait;	/* parked behind an identical query */
 	struct cache_wait *spare_wait;	/* next lookup's waiter, unused yet */
 	struct read_miss *read_miss;	/* the Query just missed (reused) */
-	char *fp_memo_text;		/* the last Bind-ed text fingerprinted */
-	size_t fp_memo_len, fp_memo_cap;
-	uint64_t fp_memo;		/* its fingerprint */
+	struct fp_memo *fp_memo;	/* the last Bind-ed texts' fingerprints */
+	unsigned fp_memo_next;		/* the way to replace next */
 	bool no_claim;			/* just woken: look up, never wait */
 	uint8_t *claim_key;		/* we lead this key's miss (owned) */
 	size_t claim_keylen;

@@ -122,6 +122,24 @@ drop_read_miss(struct read_miss *m)
 	}
 }
 
+enum { FP_MEMO_WAYS = 4, FP_MEMO_MAX = 4096 };
+
+struct fp_memo {
+	char *text;
+	size_t len, cap;
+	uint64_t fp;
+};
+
+static void
+fp_memo_free(struct fp_memo *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < FP_MEMO_WAYS; i++)
+		free(m[i].text);
+	free(m);
+}
+
 /* ---- life cycle ---------------------------------------------------------- */
 
 void
@@ -181,7 +199,7 @@ session_free(struct client *cl)
 	free(cl->tier_stamp);
 	drop_read_miss(cl->read_miss);
 	free(cl->read_miss);
-	free(cl->fp_memo_text);
+	fp_memo_free(cl->fp_memo);
 	free(cl->spare_wait);
 	free(cl->startup);
 	free(cl->cancel);
@@ -964,37 +982,42 @@ obs_new(const struct client *cl, const char *sql, size_t len,
 	return r;
 }
 
-enum { FP_MEMO_MAX = 4096 };
-
 /*
- * The fingerprint of a statement's text.  A client running unnamed
- * extended-protocol statements (params_hash != 0) mostly sends one text
- * over and over: the last one is remembered, so it is not hashed again.
+ * The fingerprint of a statement's text.  A client running extended-
+ * protocol statements (params_hash != 0) sends a few texts over and over
+ * (BEGIN, a SELECT, ROLLBACK): its last FP_MEMO_WAYS are remembered, so
+ * they are not hashed again.
  */
 static uint64_t
 text_fingerprint(struct client *cl, const char *sql, size_t len,
 		 uint64_t params_hash)
 {
 	struct fp_cache *fc = cl->w->srv->fingerprints;
+	struct fp_memo *m;
 	uint64_t fp;
 	char *t;
+	int i;
 
-	if (!params_hash || !len || len > FP_MEMO_MAX)
+	if (!params_hash || !len || len > FP_MEMO_MAX ||
+	    (!cl->fp_memo &&
+	     !(cl->fp_memo = calloc(FP_MEMO_WAYS, sizeof(*cl->fp_memo)))))
 		return fp_cache_get(fc, sql, len);
-	if (cl->fp_memo_text && cl->fp_memo_len == len &&
-	    memcmp(cl->fp_memo_text, sql, len) == 0)
-		return cl->fp_memo;
-	fp = fp_cache_get(fc, sql, len);
-	if (len > cl->fp_memo_cap) {
-		t = realloc(cl->fp_memo_text, len);
-		if (!t)
-			return fp;
-		cl->fp_memo_text = t;
-		cl->fp_memo_cap = len;
+	for (i = 0; i < FP_MEMO_WAYS; i++) {
+		m = &cl->fp_memo[i];
+		if (m->len == len && memcmp(m->text, sql, len) == 0)
+			return m->fp;
 	}
-	memcpy(cl->fp_memo_text, sql, len);
-	cl->fp_memo_len = len;
-	cl->fp_memo = fp;
+	fp = fp_cache_get(fc, sql, len);
+	m = &cl->fp_memo[cl->fp_memo_next++ % FP_MEMO_WAYS];
+	if (len > m->cap) {
+		if (!(t = realloc(m->text, len)))
+			return fp;
+		m->text = t;
+		m->cap = len;
+	}
+	memcpy(m->text, sql, len);
+	m->len = len;
+	m->fp = fp;
 	return fp;
 }
 
@@ -1629,21 +1652,27 @@ lazy_begin_ok(const struct client *cl, const struct plan *p)
 static const char *
 lazy_end_tag(const struct client *cl, const struct plan *p, const char *text)
 {
+	const char *tag, *rest;
 	size_t n;
 
 	if (p->tx != PLAN_TX_END || !cl->lazy_begin)
 		return NULL;
 	text += strspn(text, " \t\r\n(");
-	if (strcasestr(text, "chain") || strcasestr(text, "prepare"))
-		return NULL;
 	n = strcspn(text, " \t\r\n;");
 	if ((n == 6 && strncasecmp(text, "commit", 6) == 0) ||
 	    (n == 3 && strncasecmp(text, "end", 3) == 0))
-		return "COMMIT";
-	if ((n == 8 && strncasecmp(text, "rollback", 8) == 0) ||
-	    (n == 5 && strncasecmp(text, "abort", 5) == 0))
-		return "ROLLBACK";
-	return NULL;
+		tag = "COMMIT";
+	else if ((n == 8 && strncasecmp(text, "rollback", 8) == 0) ||
+		 (n == 5 && strncasecmp(text, "abort", 5) == 0))
+		tag = "ROLLBACK";
+	else
+		return NULL;
+	/* AND CHAIN, COMMIT/ROLLBACK PREPARED: the server's business */
+	rest = text + n;
+	if (rest[strspn(rest, " \t\r\n;")] != '\0' &&
+	    (strcasestr(rest, "chain") || strcasestr(rest, "prepare")))
+		return NULL;
+	return tag;
 }
 
 static void
