@@ -60,12 +60,13 @@ msg_startup_peek(const uint8_t *in, size_t in_len, uint32_t *len,
 size_t
 msg_read_want(const uint8_t *in, size_t in_len, size_t floor, size_t max)
 {
-	size_t len;
+	size_t field;
 
 	if (in_len < MSG_HEADER_LEN)
 		return floor;
-	len = (size_t)msg_be32(in + 1) + 1;
-	return len > floor && len <= max ? len : floor;
+	/* the same bound as msg_frame_peek's: on the length field */
+	field = msg_be32(in + 1);
+	return field + 1 > floor && field <= max ? field + 1 : floor;
 }
 
 void

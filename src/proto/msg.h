@@ -69,8 +69,8 @@ enum msg_frame_status msg_startup_peek(const uint8_t *in, size_t in_len,
 
 /*
  * How many unread bytes a buffer should be allowed to hold so the message
- * at its head can complete: at least 'floor', more for a larger message,
- * never more than max (a longer one is refused by msg_frame_peek).
+ * at its head can complete: at least 'floor', more for a larger message
+ * whose length field msg_frame_peek(max) accepts (at most max + 1 bytes).
  */
 size_t msg_read_want(const uint8_t *in, size_t in_len, size_t floor,
 		     size_t max);

@@ -166,12 +166,18 @@ test_read_want(void **state)
 {
 	static const uint8_t big[] = { 'D', 0, 1, 0, 0 };	/* 65536 */
 	static const uint8_t tiny[] = { 'S', 0, 0, 0, 4 };
+	struct msg_frame f;
 
 	(void)state;
 	assert_int_equal(msg_read_want(big, 3, 4096, 1 << 20), 4096);
 	assert_int_equal(msg_read_want(big, sizeof(big), 4096, 1 << 20), 65537);
 	assert_int_equal(msg_read_want(tiny, sizeof(tiny), 4096, 1 << 20), 4096);
 	assert_int_equal(msg_read_want(NULL, 0, 7, 1 << 20), 7);
+	/* a length field of exactly max is one msg_frame_peek accepts: the
+	 * whole message must fit (it once got the floor and never completed) */
+	assert_int_equal(msg_frame_peek(big, sizeof(big), 65536, &f), FRAME_OK);
+	assert_int_equal(msg_read_want(big, sizeof(big), 4096, 65536), f.len);
+	assert_int_equal(msg_read_want(big, sizeof(big), 4096, 65535), 4096);
 }
 
 /* ---- reader ------------------------------------------------------------- */
