@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/qlist.h"
 
@@ -98,7 +99,9 @@ struct shard {
 
 struct cache_store {
 	struct shard *shards;		/* NSHARDS */
-	_Atomic uint64_t *versions;
+	_Atomic uint64_t *versions;	/* in the tables mapping */
+	void *tables;			/* versions, bucket heads, ghosts */
+	size_t tables_len;
 	unsigned vshift;		/* 64 - log2(version slots) */
 	bool enabled;
 	size_t max_entry;
@@ -910,13 +913,48 @@ plan_tables(const struct cache_store_config *cfg, size_t *vslots,
 	return fixed + NSHARDS * 2 * alloc_charge(*buckets * sizeof(void *));
 }
 
+enum { HUGE_PAGE = 2u << 20 };
+
+/*
+ * The fixed tables (version slots, bucket heads, ghosts) in one zeroed
+ * mapping, aligned and advised for transparent huge pages.  Every lookup
+ * and store reads them at random; with 4 KB pages nearly each of those
+ * reads also missed the TLB (two-dimensional page walks in a VM), which
+ * made the first load of a bucket head the costliest instruction of a
+ * cache miss.
+ */
+static void *
+tables_map(struct cache_store *s, size_t bytes)
+{
+	bool huge = bytes >= HUGE_PAGE;	/* small stores stay small */
+	size_t len = huge ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE +
+			    HUGE_PAGE : bytes;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *start;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	s->tables = p;
+	s->tables_len = len;
+	if (!huge)
+		return p;
+	start = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) &
+			    ~(uintptr_t)(HUGE_PAGE - 1));
+#ifdef MADV_HUGEPAGE
+	(void)madvise(start, len - (size_t)(start - p), MADV_HUGEPAGE);
+#endif
+	return start;
+}
+
 /*
  * Shard locks are held for a few hundred nanoseconds: an adaptive mutex
  * spins briefly before sleeping in the kernel, which keeps a collision
  * between two workers from costing a futex round trip.
  */
 static int
-shards_init(struct cache_store *s, size_t buckets, bool tables)
+shards_init(struct cache_store *s, size_t buckets, bool tables,
+	    uint64_t *heads)
 {
 	size_t i, room = tables ? s->budget - s->metadata : 0;
 	pthread_mutexattr_t ma;
@@ -935,10 +973,8 @@ shards_init(struct cache_store *s, size_t buckets, bool tables)
 	for (i = 0; i < NSHARDS && tables; i++) {
 		struct shard *sh = &s->shards[i];
 
-		sh->buckets = calloc(buckets, sizeof(*sh->buckets));
-		sh->ghost = calloc(buckets, sizeof(*sh->ghost));
-		if (!sh->buckets || !sh->ghost)
-			return -1;
+		sh->buckets = (struct cache_entry **)(heads + i * buckets);
+		sh->ghost = heads + (NSHARDS + i) * buckets;
 		sh->bmask = sh->gmask = buckets - 1;
 		sh->budget = room / NSHARDS;
 		sh->small_target = sh->budget / 100 * SMALL_PERCENT;
@@ -952,6 +988,7 @@ cache_store_new(const struct cache_store_config *cfg)
 	struct cache_store *s;
 	size_t vslots, buckets, meta;
 	size_t shards_size = NSHARDS * sizeof(struct shard);
+	uint64_t *table;
 
 	meta = plan_tables(cfg, &vslots, &buckets);
 	s = calloc(1, sizeof(*s));
@@ -965,15 +1002,18 @@ cache_store_new(const struct cache_store_config *cfg)
 	atomic_init(&s->ttl_ms, cfg->ttl_ms);
 	s->vshift = 64 - (unsigned)__builtin_ctzll(vslots);
 	s->shards = aligned_alloc(CACHE_LINE, shards_size);
-	s->versions = calloc(vslots, sizeof(*s->versions));
-	if (!s->shards || !s->versions) {
+	table = tables_map(s, (vslots + (s->enabled ? 2 * NSHARDS * buckets :
+					  0)) * sizeof(uint64_t));
+	if (!s->shards || !table) {
 		free(s->shards);
-		free(s->versions);
+		if (table)
+			munmap(s->tables, s->tables_len);
 		free(s);
 		return NULL;
 	}
+	s->versions = (_Atomic uint64_t *)table;
 	memset(s->shards, 0, shards_size);
-	if (shards_init(s, buckets, s->enabled)) {
+	if (shards_init(s, buckets, s->enabled, table + vslots)) {
 		cache_store_free(s);
 		return NULL;
 	}
@@ -1014,11 +1054,9 @@ cache_store_free(struct cache_store *s)
 		struct shard *sh = &s->shards[i];
 
 		wake_all(shard_end_claims(sh), NULL);
-		free(sh->buckets);
-		free(sh->ghost);
 		pthread_mutex_destroy(&sh->lock);
 	}
 	free(s->shards);
-	free((void *)s->versions);
+	munmap(s->tables, s->tables_len);
 	free(s);
 }
