@@ -800,6 +800,9 @@ def parse_args():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "pgvalet"),
                     help="pgvalet binary (default build/pgvalet)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per pgbench run (-T)")
+    ap.add_argument("--proxy-rounds", type=int, default=2,
+                    help="rounds of each proxy-table row, the targets' order reversed "
+                         "every other round; the cell is the mean (default 2)")
     ap.add_argument("--miss-rounds", type=int, default=4,
                     help="rounds of each cache-table miss row (cache on / --cache-size 0, "
                          "alternating who goes first; the mean is reported)")
@@ -856,6 +859,8 @@ def parse_args():
         ap.error("--stats-rounds must be >= 1")
     if a.miss_rounds < 1:
         ap.error("--miss-rounds must be >= 1")
+    if a.proxy_rounds < 1:
+        ap.error("--proxy-rounds must be >= 1")
     if a.rows and not a.targets:
         log("--targets names no proxy-table target; skipping the proxy table")
         a.rows = []
@@ -983,24 +988,30 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
     for name, _w, mode, wargs in a.rows:
         res = {"row": name}
         errs = {}
-        for t in a.targets:  # interleaved: every target for this row, then next row
-            if t not in ports:
-                res[t] = None
-                continue
-            if t == "pgvalet" and valet and valet[0].poll() is not None:
-                res[t] = None
-                errs[t] = f"pgvalet died (status {valet[0].returncode})"
-                continue
-            args = ["-n", "-c", str(a.clients), "-j", str(a.jobs), "-T", str(a.duration),
-                    "-M", mode] + wargs
-            tps, err = pgbench(ports[t], args, timeout)
-            res[t] = tps
-            if err:
-                errs[t] = err
-            log(f"{name:16s} {t:10s} {fmt_tps(tps):>10s}" + (f"  ({err})" if err else ""))
-            if t == "pgvalet" and valet and valet[0].poll() is not None:
-                log(f"pgvalet exited with status {valet[0].returncode}; its output:\n"
-                    f"{tail(valet[1])}")
+        runs = {t: [] for t in a.targets}
+        # interleaved: every target for this row, then the next row; each
+        # round reverses the order (A B C, C B A, ...) and the cell is the mean
+        for rnd in range(a.proxy_rounds):
+            for t in (a.targets if rnd % 2 == 0 else a.targets[::-1]):
+                if t not in ports:
+                    continue
+                if t == "pgvalet" and valet and valet[0].poll() is not None:
+                    errs[t] = f"pgvalet died (status {valet[0].returncode})"
+                    continue
+                args = ["-n", "-c", str(a.clients), "-j", str(a.jobs),
+                        "-T", str(a.duration), "-M", mode] + wargs
+                tps, err = pgbench(ports[t], args, timeout)
+                if tps:
+                    runs[t].append(tps)
+                if err:
+                    errs[t] = err
+                log(f"{name:16s} {t:10s} {fmt_tps(tps):>10s}"
+                    + (f"  ({err})" if err else ""))
+                if t == "pgvalet" and valet and valet[0].poll() is not None:
+                    log(f"pgvalet exited with status {valet[0].returncode}; its output:\n"
+                        f"{tail(valet[1])}")
+        for t in a.targets:
+            res[t] = statistics.fmean(runs[t]) if runs[t] and t not in errs else None
         res["errors"] = errs
         results.append(res)
     if valet:  # its store is not reused by the cache table: free it
@@ -1023,7 +1034,9 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
     print()
     print(f"pgbench -c {a.clients} -j {a.jobs} -T {a.duration}, scale {a.scale}, "
           f"pool_mode={a.pool_mode} pool_size={a.pool_size}"
-          + (f", {bouncer_version}" if bouncer_version else ""))
+          + (f", {bouncer_version}" if bouncer_version else "")
+          + (f"; each cell the mean of {a.proxy_rounds} interleaved rounds"
+             if a.proxy_rounds > 1 else ""))
     print(f"{mach['nproc']} CPUs, {mach['cpu_model']}, kernel {mach['kernel']}, "
           f"{started:%Y-%m-%d %H:%M}, {transport_text()}")
     print_table(header, table)
@@ -1045,7 +1058,8 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
         note = "; ".join(f"{t}: {e}" for t, e in r["errors"].items())
         rows.append([started.isoformat(timespec="seconds"), mach["nproc"],
                      mach["cpu_model"], mach["kernel"], a.pool_mode, a.pool_size,
-                     a.clients, a.jobs, a.duration, a.scale, bouncer_version,
+                     a.clients, a.jobs, a.duration, a.proxy_rounds, a.scale,
+                     bouncer_version,
                      " ".join(([f"--workers {a.workers}"] if a.workers else [])
                               + a.extra),
                      r["row"], num("direct"), num("pgbouncer"), num("pgvalet"),
@@ -1053,7 +1067,7 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
                      ratio(g(r, "pgvalet"), g(r, "direct")), note])
     write_csv(a, started, "proxy" + ("-unix" if TRANSPORT == "unix" else ""),
               ["date", "nproc", "cpu_model", "kernel", "pool_mode", "pool_size",
-               "clients", "jobs", "duration_s", "scale", "pgbouncer_version",
+               "clients", "jobs", "duration_s", "rounds", "scale", "pgbouncer_version",
                "pgvalet_extra_args", "row", "direct_tps", "pgbouncer_tps",
                "pgvalet_tps", "pgvalet_over_pgbouncer", "pgvalet_over_direct",
                "notes"], rows)
