@@ -8,7 +8,6 @@
  */
 #include "cache/plan.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,26 +297,42 @@ summarise(struct summary *s, const struct analysis *a, const char *text)
 	return 0;
 }
 
-/* An integer the way Postgres' int input reads it, or false. */
+static bool
+is_pg_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+	       c == '\f';
+}
+
+/* An integer the way Postgres' int8 input reads it (blanks around an
+ * optional sign and decimal digits), or false; by hand, as it runs for
+ * every planned point read. */
 static bool
 parse_int64(const char *t, size_t len, int64_t *out)
 {
-	char buf[32], *end;
-	long long v;
+	size_t i = 0, first;
+	bool neg = false;
+	uint64_t v = 0, limit;
 
-	if (len == 0 || len >= sizeof(buf))
+	while (i < len && is_pg_space(t[i]))
+		i++;
+	if (i < len && (t[i] == '+' || t[i] == '-'))
+		neg = t[i++] == '-';
+	limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (first = i; i < len && t[i] >= '0' && t[i] <= '9'; i++) {
+		unsigned d = (unsigned)(t[i] - '0');
+
+		if (v > (limit - d) / 10)
+			return false;	/* out of range: the server says so */
+		v = v * 10 + d;
+	}
+	if (i == first)
 		return false;
-	memcpy(buf, t, len);
-	buf[len] = 0;
-	errno = 0;
-	v = strtoll(buf, &end, 10);
-	if (end == buf || errno)
+	while (i < len && is_pg_space(t[i]))
+		i++;
+	if (i != len)
 		return false;
-	while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')
-		end++;
-	if (*end)
-		return false;
-	*out = v;
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
 	return true;
 }
 
