@@ -81,15 +81,19 @@ def free_group():
 def proxy_children():
     """pids of live pgvalet processes whose parent is this test process."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    # os.listdir, not Path.glob: glob stats each match after listing, and a
+    # process that exits in between raises ESRCH (ProcessLookupError) there
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
         try:
-            text = stat.read_text()
-        except OSError:
+            text = Path("/proc", name, "stat").read_text()
+        except OSError:     # gone meanwhile: ENOENT or ESRCH
             continue
         comm = text[text.index("(") + 1:text.rindex(")")]
         state, ppid = text[text.rindex(")") + 2:].split()[:2]
         if comm == "pgvalet" and int(ppid) == os.getpid() and state != "Z":
-            found.append(int(stat.parent.name))
+            found.append(int(name))
     return found
 
 
