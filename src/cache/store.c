@@ -952,7 +952,7 @@ tables_map(struct cache_store *s, size_t bytes)
  * spins briefly before sleeping in the kernel, which keeps a collision
  * between two workers from costing a futex round trip.
  */
-static int
+static void
 shards_init(struct cache_store *s, size_t buckets, bool tables,
 	    uint64_t *heads)
 {
@@ -961,7 +961,7 @@ shards_init(struct cache_store *s, size_t buckets, bool tables,
 
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-	/* All shards usable first: a failure below frees the store. */
+	/* Every shard gets its lock and queues, even when the store is off. */
 	for (i = 0; i < NSHARDS; i++) {
 		struct shard *sh = &s->shards[i];
 
@@ -979,7 +979,6 @@ shards_init(struct cache_store *s, size_t buckets, bool tables,
 		sh->budget = room / NSHARDS;
 		sh->small_target = sh->budget / 100 * SMALL_PERCENT;
 	}
-	return 0;
 }
 
 struct cache_store *
@@ -1013,10 +1012,7 @@ cache_store_new(const struct cache_store_config *cfg)
 	}
 	s->versions = (_Atomic uint64_t *)table;
 	memset(s->shards, 0, shards_size);
-	if (shards_init(s, buckets, s->enabled, table + vslots)) {
-		cache_store_free(s);
-		return NULL;
-	}
+	shards_init(s, buckets, s->enabled, table + vslots);
 	return s;
 }
 

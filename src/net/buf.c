@@ -30,8 +30,6 @@ buf_grow(struct buf *b, size_t n)
 	size_t need, cap;
 	uint8_t *p;
 
-	if (b->cap - b->len >= n)
-		return 0;
 	if (b->sent > 0 && b->cap - buf_pending(b) >= n &&
 	    b->sent >= b->cap / 2) {
 		buf_compact(b);
