@@ -148,8 +148,8 @@ next_word(struct lexer *lx, char *out, size_t outlen)
 	return n > 0;
 }
 
-/* needle is lower case; its first letter is matched inline (this runs on
- * every SELECT's whole text, and a call per byte is most of its cost). */
+/* needle is lower case; its first letter is matched inline, so that
+ * strncasecmp is called only where the rest may match. */
 static bool
 contains_ci(const char *text, size_t len, const char *needle)
 {
