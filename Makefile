@@ -143,7 +143,7 @@ clean:
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl fuzz_analysis fuzz_pgoutput \
-                fuzz_events fuzz_json fuzz_fingerprint fuzz_indexcols
+                fuzz_events fuzz_json fuzz_fingerprint fuzz_indexcols fuzz_plan
 FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -Isrc -Itests/fuzz $(PKG_CFLAGS)
@@ -161,6 +161,9 @@ fuzz_events_SRC   := src/invalidate/events.c
 fuzz_json_SRC     := src/http/json.c
 fuzz_fingerprint_SRC := src/observe/fingerprint.c src/analysis/shape.c src/analysis/shape_pred.c
 fuzz_indexcols_SRC := src/analysis/indexcols.c src/analysis/shape.c src/analysis/shape_pred.c
+fuzz_plan_SRC     := src/cache/plan.c src/analysis/catalog.c src/analysis/shape.c \
+                     src/analysis/shape_pred.c src/core/pgconn.c src/core/log.c \
+                     src/core/pgurl.c
 
 build/fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)

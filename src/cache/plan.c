@@ -80,8 +80,6 @@ struct rowinfo {
 };
 
 struct summary {
-	bool fallback;		/* a normalised text the parser rejected:
-				   plan the original instead */
 	struct summary *next;	/* hash chain */
 	struct summary *older;	/* FIFO towards the oldest */
 	struct summary *newer;
@@ -992,8 +990,8 @@ plan_text(struct plan_table *pt, const char *db, const char *text,
 	for (s = sh->buckets[b]; s; s = s->next)
 		if (s->hash == h && s->len == len &&
 		    memcmp(s->text, text, len) == 0) {
-			*fallback = s->fallback;
-			if (!s->fallback)
+			*fallback = normalised && s->base == BASE_BAD;
+			if (!*fallback)
 				plan_from(pt, db, s, &pp, out);
 			pthread_mutex_unlock(&sh->lock);
 			return;
@@ -1006,9 +1004,12 @@ plan_text(struct plan_table *pt, const char *db, const char *text,
 		conservative(out);
 		return;
 	}
-	/* "SET x = $1" and the like do not parse: remember to use the text */
-	s->fallback = *fallback = normalised && s->base == BASE_BAD;
-	if (!s->fallback)
+	/* "SET x = $1", "CREATE SEQUENCE s START $1" and the like do not
+	 * parse: a normalised text sends the caller back to the text as
+	 * sent.  Decided per call, not stored: the same text may come as
+	 * sent too (a Parse), and then its plan is the parser's verdict. */
+	*fallback = normalised && s->base == BASE_BAD;
+	if (!*fallback)
 		plan_from(pt, db, s, &pp, out);
 	if (len > MAX_TEXT || s->bytes > sh->max_bytes / 4) {
 		summary_free(s);
