@@ -898,12 +898,29 @@ normalise(const char *t, size_t len, struct normalised *n)
 	n->nlits = 0;
 	while (i < len) {
 		char c = t[i];
+		uint8_t cls = sqlchar_class[(unsigned char)c];
 
+		/* blanks, operators, punctuation: nothing starts here */
+		if (!(cls & (SQLCH_IDENT | SQLCH_SHAPE))) {
+			i++;
+			continue;
+		}
+		/* a word (not a number, not '$'): skip it whole, unless it is
+		 * the E of an E'...' string */
+		if ((cls & (SQLCH_IDENT | SQLCH_DIGIT)) == SQLCH_IDENT &&
+		    c != '$') {
+			if ((c == 'e' || c == 'E') && i + 1 < len &&
+			    t[i + 1] == '\'' &&
+			    (i == 0 || !sqlch_ident(t[i - 1]))) {
+				i = skip_quoted(t, len, i + 1, '\'', true);
+				continue;
+			}
+			for (i++; i < len && sqlch_ident(t[i]); i++)
+				;
+			continue;
+		}
 		if (c == '\'' || c == '"') {
 			i = skip_quoted(t, len, i, c, false);
-		} else if ((c == 'e' || c == 'E') && i + 1 < len &&
-			   t[i + 1] == '\'' && (i == 0 || !sqlch_ident(t[i - 1]))) {
-			i = skip_quoted(t, len, i + 1, '\'', true);
 		} else if (c == '-' && i + 1 < len && t[i + 1] == '-') {
 			while (i < len && t[i] != '\n')
 				i++;
@@ -914,10 +931,7 @@ normalise(const char *t, size_t len, struct normalised *n)
 				return false;	/* a $n already */
 			k = skip_dollar(t, len, i);
 			i = k ? k : i + 1;
-		} else if (sqlch_ident(c) && !(c >= '0' && c <= '9')) {
-			while (i < len && sqlch_ident(t[i]))
-				i++;
-		} else if ((c >= '0' && c <= '9') ||
+		} else if ((cls & SQLCH_DIGIT) ||
 			   (c == '.' && i + 1 < len && t[i + 1] >= '0' &&
 			    t[i + 1] <= '9' && (i == 0 || !sqlch_ident(t[i - 1])))) {
 			k = number_at(t, len, i);
