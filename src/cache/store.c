@@ -84,11 +84,21 @@ struct claim {
 	unsigned char key[];
 };
 
+/*
+ * One slot of a shard's table: a bucket's chain head and a ghost way,
+ * side by side, so that a miss and the store after it (which reads the
+ * ghosts) touch one cache line of the table, not two.  Slots 2k and 2k+1
+ * share a line and form the 2-way ghost set of both their buckets.
+ */
+struct slot {
+	struct cache_entry *head;
+	uint64_t ghost;			/* fingerprint << 32 | seq; 0 = empty */
+};
+
 struct shard {
 	_Alignas(CACHE_LINE) pthread_mutex_t lock;
-	struct cache_entry **buckets;	/* NULL when the store holds nothing */
-	uint64_t *ghost;		/* fingerprint << 32 | seq; 0 = empty */
-	size_t bmask, gmask;
+	struct slot *slots;		/* NULL when the store holds nothing */
+	size_t mask;			/* slots - 1 */
 	uint32_t ghost_seq;
 	struct fifo small, main;
 	size_t budget, small_target, bytes, count;
@@ -100,7 +110,7 @@ struct shard {
 struct cache_store {
 	struct shard *shards;		/* NSHARDS */
 	_Atomic uint64_t *versions;	/* in the tables mapping */
-	void *tables;			/* versions, bucket heads, ghosts */
+	void *tables;			/* versions, then slots */
 	size_t tables_len;
 	unsigned vshift;		/* 64 - log2(version slots) */
 	bool enabled;
@@ -320,7 +330,7 @@ key_equal(const struct cache_entry *e, uint64_t hash, const void *key,
 static struct cache_entry **
 find_link(struct shard *sh, uint64_t hash, const void *key, size_t keylen)
 {
-	struct cache_entry **pp = &sh->buckets[hash & sh->bmask];
+	struct cache_entry **pp = &sh->slots[hash & sh->mask].head;
 
 	while (*pp && !key_equal(*pp, hash, key, keylen))
 		pp = &(*pp)->chain;
@@ -373,7 +383,7 @@ static void
 unlink_entry(struct shard *sh, struct cache_entry *e,
 	     struct cache_entry **dead)
 {
-	struct cache_entry **pp = &sh->buckets[e->hash & sh->bmask];
+	struct cache_entry **pp = &sh->slots[e->hash & sh->mask].head;
 
 	while (*pp != e)
 		pp = &(*pp)->chain;
@@ -405,7 +415,7 @@ ghost_window(const struct shard *sh)
 	size_t avg;
 
 	if (!sh->count)
-		return sh->gmask + 1;
+		return sh->mask + 1;
 	avg = sh->bytes / sh->count;
 	return (sh->budget - sh->small_target) / (avg ? avg : 1);
 }
@@ -419,14 +429,14 @@ ghost_age(const struct shard *sh, uint64_t v)
 static bool
 ghost_take(struct shard *sh, uint64_t hash)
 {
-	size_t i = hash & sh->gmask, k;
+	size_t i = hash & sh->mask, k;
 	uint64_t fp = hash >> 32;
 
 	for (k = 0; k < 2; k++, i ^= 1) {
-		uint64_t v = sh->ghost[i];
+		uint64_t v = sh->slots[i].ghost;
 
 		if (v && v >> 32 == fp && ghost_age(sh, v) < ghost_window(sh)) {
-			sh->ghost[i] = 0;
+			sh->slots[i].ghost = 0;
 			return true;
 		}
 	}
@@ -436,15 +446,15 @@ ghost_take(struct shard *sh, uint64_t hash)
 static void
 ghost_put(struct shard *sh, uint64_t hash)
 {
-	size_t i = hash & sh->gmask;
-	uint64_t a = sh->ghost[i], b = sh->ghost[i ^ 1];
+	size_t i = hash & sh->mask;
+	uint64_t a = sh->slots[i].ghost, b = sh->slots[i ^ 1].ghost;
 
 	if (++sh->ghost_seq == 0)
 		sh->ghost_seq = 1;
 	/* Take an empty way, else the older one. */
 	if (a && (!b || ghost_age(sh, b) > ghost_age(sh, a)))
 		i ^= 1;
-	sh->ghost[i] = (hash >> 32) << 32 | sh->ghost_seq;
+	sh->slots[i].ghost = (hash >> 32) << 32 | sh->ghost_seq;
 }
 
 /* ---- eviction ------------------------------------------------------------ */
@@ -536,7 +546,7 @@ lookup(const struct cache_store *s, struct shard *sh, uint64_t hash,
 	struct cache_entry **link, *e;
 	enum entry_state st;
 
-	if (!sh->buckets) {
+	if (!sh->slots) {
 		sh->misses++;
 		return NULL;
 	}
@@ -781,7 +791,7 @@ insert_locked(const struct cache_store *s, struct shard *sh,
 	}
 	while (sh->bytes + charge > sh->budget)
 		evict_one(s, sh, now_ms, dead);
-	link = &sh->buckets[e->hash & sh->bmask];
+	link = &sh->slots[e->hash & sh->mask].head;
 	e->chain = *link;
 	*link = e;
 	e->queue = to_main ? QUEUE_MAIN : QUEUE_SMALL;
@@ -840,8 +850,8 @@ shard_clear(struct shard *sh)
 		while ((e = fifo_oldest(qs[i])))
 			unlink_entry(sh, e, &dead);
 	}
-	if (sh->ghost)
-		memset(sh->ghost, 0, (sh->gmask + 1) * sizeof(*sh->ghost));
+	if (sh->slots)	/* the chains are empty now: clear the ghosts */
+		memset(sh->slots, 0, (sh->mask + 1) * sizeof(*sh->slots));
 	pthread_mutex_unlock(&sh->lock);
 	release_list(dead);
 }
@@ -916,8 +926,8 @@ plan_tables(const struct cache_store_config *cfg, size_t *vslots,
 enum { HUGE_PAGE = 2u << 20 };
 
 /*
- * The fixed tables (version slots, bucket heads, ghosts) in one zeroed
- * mapping, aligned and advised for transparent huge pages.  Every lookup
+ * The fixed tables (version slots, then the shards' slots) in one
+ * zeroed mapping, aligned and advised for transparent huge pages.  Every lookup
  * and store reads them at random; with 4 KB pages nearly each of those
  * reads also missed the TLB (two-dimensional page walks in a VM), which
  * made the first load of a bucket head the costliest instruction of a
@@ -954,7 +964,7 @@ tables_map(struct cache_store *s, size_t bytes)
  */
 static void
 shards_init(struct cache_store *s, size_t buckets, bool tables,
-	    uint64_t *heads)
+	    struct slot *slots)
 {
 	size_t i, room = tables ? s->budget - s->metadata : 0;
 	pthread_mutexattr_t ma;
@@ -973,9 +983,8 @@ shards_init(struct cache_store *s, size_t buckets, bool tables,
 	for (i = 0; i < NSHARDS && tables; i++) {
 		struct shard *sh = &s->shards[i];
 
-		sh->buckets = (struct cache_entry **)(heads + i * buckets);
-		sh->ghost = heads + (NSHARDS + i) * buckets;
-		sh->bmask = sh->gmask = buckets - 1;
+		sh->slots = slots + i * buckets;
+		sh->mask = buckets - 1;
 		sh->budget = room / NSHARDS;
 		sh->small_target = sh->budget / 100 * SMALL_PERCENT;
 	}
@@ -1012,7 +1021,7 @@ cache_store_new(const struct cache_store_config *cfg)
 	}
 	s->versions = (_Atomic uint64_t *)table;
 	memset(s->shards, 0, shards_size);
-	shards_init(s, buckets, s->enabled, table + vslots);
+	shards_init(s, buckets, s->enabled, (struct slot *)(table + vslots));
 	return s;
 }
 
