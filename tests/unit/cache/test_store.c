@@ -2,7 +2,8 @@
  * test_store.c - the shared result cache (cache/store.h): lookups with
  * full key compare, version-stamp invalidation and the stale-set race,
  * TTL, the byte cap, S3-FIFO scan resistance, refcounts, coalescing of
- * in-flight misses, and a multi-threaded stress run.  Hashes are chosen
+ * in-flight misses, captured responses (cache/capture.h),
+ * and a multi-threaded stress run.  Hashes are chosen
  * by hand where a test needs a collision or one particular shard (the top
  * 4 bits pick it); time is always the now_ms passed in.
  */
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "cache/capture.h"
 #include "cache/store.h"
 
 enum { MiB = 1 << 20 };
@@ -649,6 +651,57 @@ test_coalesce_put(void **state)
 	cache_store_free(s);
 }
 
+/* ---- captures (cache/capture.h) ----------------------------------------- */
+
+/* A response captured message by message, across the buffer's growth. */
+static void
+test_capture(void **state)
+{
+	struct cache_store *s = store_new(4 * MiB, 64 * 1024, 0);
+	char want[3001], msg[100];
+	uint64_t t = 42;
+	struct capture *c;
+	size_t i, len = 0;
+	char *key;
+
+	(void)state;
+	key = strdup("SELECT big");
+	c = capture_new(s, (uint8_t *)key, strlen(key), hash_of("SELECT big"),
+			&t, 1, 64 * 1024);
+	assert_non_null(c);
+	for (i = 0; i < 30; i++) {	/* 3,000 bytes: grows from 512 */
+		memset(msg, 'a' + (int)(i % 26), sizeof(msg));
+		capture_add(c, (const uint8_t *)msg, sizeof(msg));
+		memcpy(want + len, msg, sizeof(msg));
+		len += sizeof(msg);
+	}
+	want[len] = 0;
+	assert_int_equal(capture_finish(s, c, 'I', 0), CACHE_STORED);
+	expect_get(s, "SELECT big", want, 0);
+	cache_tag_bump(s, &t, 1);
+	expect_get(s, "SELECT big", NULL, 1);
+
+	/* Over max_entry: spoiled, not stored. */
+	key = strdup("SELECT huge");
+	c = capture_new(s, (uint8_t *)key, strlen(key),
+			hash_of("SELECT huge"), &t, 1, 1000);
+	assert_non_null(c);
+	for (i = 0; i < 30; i++)
+		capture_add(c, (const uint8_t *)msg, sizeof(msg));
+	assert_int_equal(capture_finish(s, c, 'I', 1), CACHE_TOO_BIG);
+	expect_get(s, "SELECT huge", NULL, 1);
+
+	/* Ended inside a transaction block nobody vouched for: not stored. */
+	key = strdup("SELECT in block");
+	c = capture_new(s, (uint8_t *)key, strlen(key),
+			hash_of("SELECT in block"), &t, 1, 1000);
+	assert_non_null(c);
+	capture_add(c, (const uint8_t *)"D", 1);
+	capture_finish(s, c, 'T', 2);
+	expect_get(s, "SELECT in block", NULL, 2);
+	cache_store_free(s);
+}
+
 static void
 test_coalesce_abandon(void **state)
 {
@@ -990,6 +1043,7 @@ main(void)
 		cmocka_unit_test(test_refcount),
 		cmocka_unit_test(test_coalesce_put),
 		cmocka_unit_test(test_coalesce_abandon),
+		cmocka_unit_test(test_capture),
 		cmocka_unit_test(test_cancel_wait),
 		cmocka_unit_test(test_claim_without_waiter),
 		cmocka_unit_test(test_claim_timeout),
