@@ -411,11 +411,18 @@ def _state_of(context: Any) -> Optional[_Conn]:
     return info.get(INFO_KEY) if info is not None else None
 
 
+# context._pgvalet_l1 after do_execute: (conn, snapshot) for _after_execute to settle, or
+# _SETTLED (a hit, or not an L1 connection: nothing to do), or None (look again).
+_SETTLED = ("settled",)
+
+
 def _lookup(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-    context._pgvalet_l1 = None
+    """The do_execute listener: answer from the L1 (True) or let the statement go (False)."""
     conn = _state_of(context)
     if conn is None:
+        context._pgvalet_l1 = _SETTLED
         return False
+    context._pgvalet_l1 = None
     if context.executemany:
         conn.fill = None
         return False
@@ -427,13 +434,10 @@ def _lookup(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         if conn.driver == "asyncpg":
             # AsyncConnection.execute insists that something was awaited.
             _await_only(_nothing())
+        context._pgvalet_l1 = _SETTLED
         return True
     context._pgvalet_l1 = (conn, snap)
     return False
-
-
-def _on_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-    return _lookup(cursor, statement, parameters, context)
 
 
 def _on_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
@@ -443,6 +447,8 @@ def _on_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
 def _after_execute(conn_: Any, cursor: Any, statement: str, parameters: Any,
                    context: Any, executemany: bool) -> None:
     mark = getattr(context, "_pgvalet_l1", None)
+    if mark is _SETTLED:
+        return
     if mark is None:
         conn = _state_of(context)
         if conn is None or isinstance(context.cursor, FakeCursor):
@@ -474,7 +480,7 @@ def _install_hooks() -> None:
         _pool_info, _await_only = pool_info, await_only
         event.listen(Engine, "do_connect", _on_do_connect)
         event.listen(Pool, "connect", _on_connect)
-        event.listen(Engine, "do_execute", _on_execute)
+        event.listen(Engine, "do_execute", _lookup)
         event.listen(Engine, "do_execute_no_params", _on_execute_no_params)
         event.listen(Engine, "after_cursor_execute", _after_execute)
         _hooks_installed = True
