@@ -159,6 +159,8 @@ CLEANUP = Cleanup()
 # Filled as servers start: port -> directory holding its .s.PGSQL.<port>.
 TRANSPORT = "tcp"
 SOCKET_DIRS = {}
+# port -> pid of the proxy listening there (pgvalet, pgbouncer): whose CPU a row measures
+PROXY_PIDS = {}
 
 
 def transport_text():
@@ -493,6 +495,7 @@ stats_period = 60
     except RuntimeError as e:
         raise RuntimeError(f"{e}\n{tail(errf.name)}\n{tail(os.path.join(d, 'pgbouncer.log'))}")
     SOCKET_DIRS[port] = d
+    PROXY_PIDS[port] = proc.pid
     note = "" if prepared_ok or pool_mode != "transaction" else (
         f"{vstr} has no max_prepared_statements (needs >= 1.21)")
     return port, vstr, note
@@ -663,6 +666,7 @@ def start_pgvalet(base, binary, pg_port, pool_mode, pool_size, workers, extra,
         out = tail(errpath)
         raise RuntimeError(f"{e}" + (f"\n--- pgvalet output ---\n{out}" if out else
                                      "\n(pgvalet printed nothing)"))
+    PROXY_PIDS[port] = proc.pid
     return port, proc, errpath
 
 
@@ -989,6 +993,7 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
         res = {"row": name}
         errs = {}
         runs = {t: [] for t in a.targets}
+        cpu_runs = {t: [] for t in a.targets}
         # interleaved: every target for this row, then the next row; each
         # round reverses the order (A B C, C B A, ...) and the cell is the mean
         for rnd in range(a.proxy_rounds):
@@ -1000,18 +1005,28 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
                     continue
                 args = ["-n", "-c", str(a.clients), "-j", str(a.jobs),
                         "-T", str(a.duration), "-M", mode] + wargs
+                pid = PROXY_PIDS.get(ports[t])
+                cpu0 = proc_cpu_s(pid) if pid else None
                 tps, err = pgbench(ports[t], args, timeout)
+                cpu1 = proc_cpu_s(pid) if pid else None
+                cpu = None
                 if tps:
                     runs[t].append(tps)
+                    if cpu0 is not None and cpu1 is not None:
+                        cpu = (cpu1 - cpu0) * 1e6 / (tps * a.duration)
+                        cpu_runs[t].append(cpu)
                 if err:
                     errs[t] = err
                 log(f"{name:16s} {t:10s} {fmt_tps(tps):>10s}"
+                    + (f"  {cpu:.1f} us proxy CPU/tx" if cpu else "")
                     + (f"  ({err})" if err else ""))
                 if t == "pgvalet" and valet and valet[0].poll() is not None:
                     log(f"pgvalet exited with status {valet[0].returncode}; its output:\n"
                         f"{tail(valet[1])}")
         for t in a.targets:
             res[t] = statistics.fmean(runs[t]) if runs[t] and t not in errs else None
+            res["cpu " + t] = (statistics.fmean(cpu_runs[t])
+                               if cpu_runs[t] and t not in errs else None)
         res["errors"] = errs
         results.append(res)
     if valet:  # its store is not reused by the cache table: free it
@@ -1021,8 +1036,12 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
     def g(r, t):
         return r.get(t) if t in a.targets else None
 
+    def cpu(r, t):
+        v = r.get("cpu " + t)
+        return "-" if t not in a.targets else "N/A" if v is None else f"{v:.1f}"
+
     header = ["row", "direct tps", "pgbouncer tps", "pgvalet tps",
-              "pgvalet/pgbouncer", "pgvalet/direct"]
+              "pgvalet/pgbouncer", "pgvalet/direct", "pgbouncer CPU/tx", "pgvalet CPU/tx"]
     table = []
     for r in results:
         table.append([r["row"],
@@ -1030,7 +1049,8 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
                       fmt_tps(g(r, "pgbouncer")) if "pgbouncer" in a.targets else "-",
                       fmt_tps(g(r, "pgvalet")) if "pgvalet" in a.targets else "-",
                       fmt_ratio(g(r, "pgvalet"), g(r, "pgbouncer")),
-                      fmt_ratio(g(r, "pgvalet"), g(r, "direct"))])
+                      fmt_ratio(g(r, "pgvalet"), g(r, "direct")),
+                      cpu(r, "pgbouncer"), cpu(r, "pgvalet")])
     print()
     print(f"pgbench -c {a.clients} -j {a.jobs} -T {a.duration}, scale {a.scale}, "
           f"pool_mode={a.pool_mode} pool_size={a.pool_size}"
@@ -1047,6 +1067,8 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
     for r in results:
         for t, e in r["errors"].items():
             footnotes.append(f"{r['row']} / {t}: {e}")
+    footnotes.append("CPU/tx: the proxy process's user + system CPU per transaction, in us "
+                     "(/proc/<pid>/stat over each run), the mean over the rounds")
     print_notes(footnotes)
 
     rows = []
@@ -1064,13 +1086,15 @@ def run_proxy(a, base, pg_port, ports, notes, bouncer_version, started, mach):
                               + a.extra),
                      r["row"], num("direct"), num("pgbouncer"), num("pgvalet"),
                      ratio(g(r, "pgvalet"), g(r, "pgbouncer")),
-                     ratio(g(r, "pgvalet"), g(r, "direct")), note])
+                     ratio(g(r, "pgvalet"), g(r, "direct")), note,
+                     *("" if r.get("cpu " + t) is None else f"{r['cpu ' + t]:.2f}"
+                       for t in ("pgbouncer", "pgvalet"))])
     write_csv(a, started, "proxy" + ("-unix" if TRANSPORT == "unix" else ""),
               ["date", "nproc", "cpu_model", "kernel", "pool_mode", "pool_size",
                "clients", "jobs", "duration_s", "rounds", "scale", "pgbouncer_version",
                "pgvalet_extra_args", "row", "direct_tps", "pgbouncer_tps",
                "pgvalet_tps", "pgvalet_over_pgbouncer", "pgvalet_over_direct",
-               "notes"], rows)
+               "notes", "pgbouncer_cpu_us_per_tx", "pgvalet_cpu_us_per_tx"], rows)
 
 
 # --------------------------------------------------------------------------
