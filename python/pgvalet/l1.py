@@ -667,21 +667,31 @@ def _asyncpg_class(base: type) -> type:
         _pgvalet_l1: Optional[_Conn] = None
         _pgvalet_l1_seen = -1      # the protocol's query count after our last statement
 
-        async def _l1_rows(self, query: str, args: Tuple[Any, ...], limit: int,
+        def _l1_hit(self, params: Tuple[int, Tuple[Any, ...]], query: str) -> Any:
+            """(Record mapping, rows) cached for query and params (limit, args), or None.
+            Plain code, no await: a hit costs no coroutine beyond the caller's."""
+            state = self._pgvalet_l1
+            if state is None or not state.token or not state.cache.up:
+                return None
+            proto = self._protocol
+            if self._pgvalet_l1_seen != proto.queries_count or proto.is_in_transaction():
+                return None
+            value = state.cache.store.get(state.token, query, params)
+            if value is None:
+                return None
+            mapping = _record_map(value[0])
+            return None if mapping is None else (mapping, value[1])
+
+        async def _l1_fill(self, query: str, args: Tuple[Any, ...], limit: int,
                            timeout: Any) -> List[Any]:
-            """The Records of fetch() (limit 0) or fetchrow() (limit 1)."""
+            """After a miss: the Records of fetch() (limit 0) or fetchrow() (limit 1) from
+            the proxy, kept in the L1 when it says they may be."""
             state = self._pgvalet_l1
             proto = self._protocol
             if state is None or not state.cache.up or proto.is_in_transaction():
                 return await self._l1_plain(query, args, limit, timeout)
             params = (limit, args)
             store = state.cache.store
-            if state.token and self._pgvalet_l1_seen == proto.queries_count:
-                value = store.get(state.token, query, params)
-                if value is not None:
-                    mapping = _record_map(value[0])
-                    if mapping is not None:
-                        return [make_record(mapping, row) for row in value[1]]
             snap = store.snapshot()
             state.fill = None
             records = await self._l1_plain(query, args, limit, timeout)
@@ -704,19 +714,31 @@ def _asyncpg_class(base: type) -> type:
             if record_class is not None:
                 return await base.fetch(self, query, *args, timeout=timeout,
                                         record_class=record_class)
-            return await self._l1_rows(query, args, 0, timeout)
+            hit = self._l1_hit((0, args), query)
+            if hit is not None:
+                mapping, rows = hit
+                return [make_record(mapping, row) for row in rows]
+            return await self._l1_fill(query, args, 0, timeout)
 
         async def fetchrow(self, query: str, *args: Any, timeout: Any = None,
                            record_class: Any = None) -> Any:
             if record_class is not None:
                 return await base.fetchrow(self, query, *args, timeout=timeout,
                                            record_class=record_class)
-            rows = await self._l1_rows(query, args, 1, timeout)
+            hit = self._l1_hit((1, args), query)
+            if hit is not None:
+                mapping, rows = hit
+                return make_record(mapping, rows[0]) if rows else None
+            rows = await self._l1_fill(query, args, 1, timeout)
             return rows[0] if rows else None
 
         async def fetchval(self, query: str, *args: Any, column: Any = 0,
                            timeout: Any = None) -> Any:
-            rows = await self._l1_rows(query, args, 1, timeout)
+            hit = self._l1_hit((1, args), query)
+            if hit is not None:
+                rows = hit[1]
+                return make_record(hit[0], rows[0])[column] if rows else None
+            rows = await self._l1_fill(query, args, 1, timeout)
             return rows[0][column] if rows else None
 
     Connection.__name__ = Connection.__qualname__ = f"L1{base.__name__}"
