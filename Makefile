@@ -143,7 +143,8 @@ clean:
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl fuzz_analysis fuzz_pgoutput \
-                fuzz_events fuzz_json fuzz_fingerprint fuzz_indexcols fuzz_plan
+                fuzz_events fuzz_json fuzz_fingerprint fuzz_indexcols fuzz_plan \
+                fuzz_scram_client
 FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -Isrc -Itests/fuzz $(PKG_CFLAGS)
@@ -164,6 +165,7 @@ fuzz_indexcols_SRC := src/analysis/indexcols.c src/analysis/shape.c src/analysis
 fuzz_plan_SRC     := src/cache/plan.c src/analysis/catalog.c src/analysis/shape.c \
                      src/analysis/shape_pred.c src/core/pgconn.c src/core/log.c \
                      src/core/pgurl.c
+fuzz_scram_client_SRC := src/proto/scram.c
 
 build/fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
