@@ -144,7 +144,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl fuzz_analysis fuzz_pgoutput \
                 fuzz_events fuzz_json fuzz_fingerprint fuzz_indexcols fuzz_plan \
-                fuzz_scram_client
+                fuzz_scram_client fuzz_redisurl
 FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -Isrc -Itests/fuzz $(PKG_CFLAGS)
@@ -166,6 +166,7 @@ fuzz_plan_SRC     := src/cache/plan.c src/analysis/catalog.c src/analysis/shape.
                      src/analysis/shape_pred.c src/core/pgconn.c src/core/log.c \
                      src/core/pgurl.c
 fuzz_scram_client_SRC := src/proto/scram.c
+fuzz_redisurl_SRC := src/core/redis.c
 
 build/fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
