@@ -144,7 +144,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := fuzz_msg fuzz_sqlclass fuzz_scram fuzz_pgurl fuzz_analysis fuzz_pgoutput \
                 fuzz_events fuzz_json fuzz_fingerprint fuzz_indexcols fuzz_plan \
-                fuzz_scram_client fuzz_redisurl
+                fuzz_scram_client fuzz_redisurl fuzz_admin
 FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -Isrc -Itests/fuzz $(PKG_CFLAGS)
@@ -167,6 +167,19 @@ fuzz_plan_SRC     := src/cache/plan.c src/analysis/catalog.c src/analysis/shape.
                      src/core/pgurl.c
 fuzz_scram_client_SRC := src/proto/scram.c
 fuzz_redisurl_SRC := src/core/redis.c
+# admin.c reads every module it shows (SHOW CACHE, SHOW ADVICE...): those
+# and what they call, though the target runs them all switched off.
+fuzz_admin_SRC    := src/pool/admin.c src/proto/msg.c src/net/buf.c \
+                     src/cache/store.c src/cache/tier.c src/core/redis.c \
+                     src/core/log.c src/core/pgconn.c src/core/pgurl.c \
+                     src/invalidate/stream.c src/invalidate/pgoutput.c \
+                     src/invalidate/push.c src/invalidate/events.c \
+                     src/net/unixsock.c src/observe/stats.c \
+                     src/observe/advisor.c src/observe/audit.c \
+                     src/observe/indexer.c src/observe/jsonbuf.c \
+                     src/observe/nplus1.c src/analysis/catalog.c \
+                     src/analysis/indexcols.c src/analysis/shape.c \
+                     src/analysis/shape_pred.c
 
 build/fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)

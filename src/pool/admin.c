@@ -367,8 +367,8 @@ show_help(struct buf *b)
 /* ---- dispatch ---------------------------------------------------------------- */
 
 /* The text upper-cased, spaces collapsed, trailing ';' and blanks gone. */
-static void
-normalise(const char *text, size_t len, char *out, size_t cap)
+void
+admin_normalise(const char *text, size_t len, char *out, size_t cap)
 {
 	size_t n = 0;
 	bool space = false;
@@ -419,7 +419,7 @@ admin_query(struct server *srv, struct buf *out, const char *text,
 	const char *tag;
 	size_t start;
 
-	normalise(text, len, cmd, sizeof(cmd));
+	admin_normalise(text, len, cmd, sizeof(cmd));
 	if (!cmd[0]) {
 		if (msg_begin(out, 'I', &start))
 			return -1;

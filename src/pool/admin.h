@@ -35,4 +35,8 @@ bool admin_user_allowed(const char *upstream_user, const char *admin_users,
 int admin_query(struct server *srv, struct buf *out, const char *text,
 		size_t len);
 
+/* The command admin_query() matches: text upper-cased, blanks collapsed,
+ * trailing ';' and blanks gone, cut to fit out (cap >= 1, NUL included). */
+void admin_normalise(const char *text, size_t len, char *out, size_t cap);
+
 #endif
