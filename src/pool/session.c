@@ -284,18 +284,23 @@ send_byte(struct client *cl, char b)
 		session_flush(cl);
 }
 
-/* Append s to sql[*n] as a SQL literal ('it''s'); false when full. */
+/*
+ * Append s to sql[*n] as an escape-string literal (E'it''s a \\ b'): the
+ * same text whatever the server's standard_conforming_strings, so no
+ * value can end the literal early.  False when full.
+ */
 static bool
 put_literal(char *sql, size_t cap, size_t *n, const char *s)
 {
-	if (*n + 1 >= cap)
+	if (*n + 4 > cap)	/* E, quote, quote, NUL */
 		return false;
+	sql[(*n)++] = 'E';
 	sql[(*n)++] = '\'';
 	for (; *s; s++) {
 		if (*n + 3 >= cap)
 			return false;
-		if (*s == '\'')
-			sql[(*n)++] = '\'';
+		if (*s == '\'' || *s == '\\')
+			sql[(*n)++] = *s;
 		sql[(*n)++] = *s;
 	}
 	sql[(*n)++] = '\'';

@@ -220,3 +220,34 @@ def test_startup_options_are_parsed_like_postgres_does(proxy, pg, mode):
         c.close()
     assert seen[1] == seen[0]
     assert seen[0][1] == ["public", "pg_catalog"] and seen[0][2] == "it's"
+
+
+def test_startup_option_values_stay_literal_without_conforming_strings(proxy, pg):
+    """A start-up setting is replayed as SQL on whichever backend the client lands on,
+    and that backend may have standard_conforming_strings off (another client's
+    setting, still in force while the replay is parsed): the value must read the same,
+    backslashes and quotes included."""
+    p = proxy(pool_mode="transaction", pool_size=1)
+    value = "a\\b'c\\\\d\\"                     # a\b'c\\d\ as Python shows it
+    note_opts = "-c app.note=" + value.replace("\\", "\\\\").replace("'", "\\'")
+    direct = psycopg2.connect(pg.dsn, options=note_opts)
+    direct.autocommit = True
+    cur = direct.cursor()
+    cur.execute("SELECT current_setting('app.note')")
+    assert cur.fetchone()[0] == value
+    direct.close()
+
+    other = psycopg2.connect(p.dsn, options="-c standard_conforming_strings=off")
+    other.autocommit = True
+    mine = psycopg2.connect(p.dsn, options=note_opts)
+    mine.autocommit = True
+    for _ in range(3):          # one backend: each turn replays the other's settings
+        oc = other.cursor()
+        oc.execute("SHOW standard_conforming_strings")
+        assert oc.fetchone()[0] == "off"
+        mc = mine.cursor()
+        mc.execute("SELECT current_setting('app.note'), "
+                   "current_setting('standard_conforming_strings')")
+        assert mc.fetchone() == (value, "on")
+    other.close()
+    mine.close()
