@@ -150,3 +150,14 @@ guc_state_replay_sql(const struct guc_state *s)
 	out[off] = 0;
 	return out;
 }
+
+bool
+guc_state_replay_split(const struct guc_state *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		if (strchr(s->v[i].sql, '\\'))
+			return true;
+	return false;
+}

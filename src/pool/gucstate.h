@@ -9,6 +9,7 @@
 #ifndef PGVALET_POOL_GUCSTATE_H
 #define PGVALET_POOL_GUCSTATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,5 +40,13 @@ int guc_state_copy(struct guc_state *dst, const struct guc_state *src);
  * "SET SESSION AUTHORIZATION DEFAULT;RESET ALL;<each SET>".  Caller frees.
  */
 char *guc_state_replay_sql(const struct guc_state *s);
+/*
+ * True when a setting's SQL holds a backslash: how a string literal with
+ * one reads depends on standard_conforming_strings when it is parsed, and
+ * a Query is parsed whole before any of it runs.  Such a state must be
+ * replayed one statement per Query ("SET SESSION AUTHORIZATION DEFAULT;
+ * RESET ALL", then each entry's sql in order), as the client sent them.
+ */
+bool guc_state_replay_split(const struct guc_state *s);
 
 #endif

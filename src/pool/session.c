@@ -2300,12 +2300,21 @@ sync_settings(struct client *cl)
 
 	if (!backend_is_idle(be) || be->state_sig == cl->settings.sig)
 		return 0;
+	be->state_sig = cl->settings.sig;
+	if (guc_state_replay_split(&cl->settings)) {
+		size_t i;
+
+		rc = backend_send_hidden_query(
+			be, "SET SESSION AUTHORIZATION DEFAULT;RESET ALL");
+		for (i = 0; i < cl->settings.n && !rc; i++)
+			rc = backend_send_hidden_query(be, cl->settings.v[i].sql);
+		return rc;
+	}
 	sql = guc_state_replay_sql(&cl->settings);
 	if (!sql)
 		return -1;
 	rc = backend_send_hidden_query(be, sql);
 	free(sql);
-	be->state_sig = cl->settings.sig;
 	return rc;
 }
 

@@ -251,3 +251,28 @@ def test_startup_option_values_stay_literal_without_conforming_strings(proxy, pg
         assert mc.fetchone() == (value, "on")
     other.close()
     mine.close()
+
+
+def test_sets_with_backslashes_replay_as_the_client_ran_them(proxy):
+    """Session-level SETs are replayed on the backend a client lands on.  A literal
+    with a backslash reads differently under standard_conforming_strings on and off,
+    and a Query is parsed whole before it runs: the replay must read each SET the way
+    the client's own session read it, whatever the backend's last client left."""
+    p = proxy(pool_mode="transaction", pool_size=1)
+    old = psycopg2.connect(p.dsn)               # non-conforming, as old apps were
+    old.autocommit = True
+    new = psycopg2.connect(p.dsn)               # the default
+    new.autocommit = True
+    oc, nc = old.cursor(), new.cursor()
+    oc.execute("SET standard_conforming_strings = off")
+    oc.execute("SET app.path = 'c:\\\\temp'")    # under off: c:\temp
+    nc.execute("SET app.path = 'd:\\data'")      # under on: d:\data
+    for _ in range(3):          # one backend: each turn replays the other's SETs
+        oc.execute("SELECT current_setting('app.path'), "
+                   "current_setting('standard_conforming_strings')")
+        assert oc.fetchone() == ("c:\\temp", "off")
+        nc.execute("SELECT current_setting('app.path'), "
+                   "current_setting('standard_conforming_strings')")
+        assert nc.fetchone() == ("d:\\data", "on")
+    old.close()
+    new.close()

@@ -214,6 +214,26 @@ test_merge_copy(void **state)
 	guc_state_free(&cp);
 }
 
+/* Only a backslash makes the parse-time standard_conforming_strings matter. */
+static void
+test_replay_split(void **state)
+{
+	struct guc_state s;
+
+	(void)state;
+	guc_state_init(&s);
+	assert_false(guc_state_replay_split(&s));
+	set(&s, "standard_conforming_strings",
+	    "SET standard_conforming_strings = off");
+	set(&s, "search_path", "SET search_path = 'a', b");
+	assert_false(guc_state_replay_split(&s));
+	set(&s, "app.path", "SET app.path = 'c:\\\\temp'");
+	assert_true(guc_state_replay_split(&s));
+	guc_state_reset(&s, "app.path");
+	assert_false(guc_state_replay_split(&s));
+	guc_state_free(&s);
+}
+
 int
 main(void)
 {
@@ -224,6 +244,7 @@ main(void)
 		cmocka_unit_test(test_reset_middle_keeps_order),
 		cmocka_unit_test(test_signature),
 		cmocka_unit_test(test_merge_copy),
+		cmocka_unit_test(test_replay_split),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
