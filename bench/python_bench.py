@@ -17,7 +17,9 @@ driver / engine) and `ormcache` (the ORM cache API, mem:// backend; ORM rows
 only).  Each cell is the median (and p90) of
 --iterations individually timed operations, after --warmup untimed ones, taken in
 --rounds rounds that alternate the columns so drift on the machine hits all alike.
-Prints the table and writes bench/results/<date>-python.csv.
+Prints the table and writes bench/results/<date>-python.csv, with the floor of the
+timing method per row: a timed dict lookup (sync rows), the same in an awaited coroutine
+(async rows).
 
 Columns are Target objects made by one function each (COLUMNS): the L1 cache and
 the ORM cache columns are one more function that returns a Target whose engine /
@@ -345,6 +347,17 @@ def dict_lookup_us(n=200000):
     return statistics.median(timed(lambda: d.get(key), n))
 
 
+def async_dict_lookup_us(n=200000):
+    """The same lookup in an awaited coroutine (µs): the floor of an async API, whose
+    every call is one (asyncpg's fetchrow, and the L1 under it)."""
+    d = {(SQL_ASYNCPG, KEY): ("row",)}
+    key = (SQL_ASYNCPG, KEY)
+
+    async def lookup():
+        return d.get(key)
+    return statistics.median(asyncio.run(timed_async(lookup, n)))
+
+
 # --------------------------------------------------------------------------
 
 def parse_args():
@@ -409,6 +422,7 @@ def main():
     targets = [make(env) for _name, make in a.columns]
 
     floor = dict_lookup_us()
+    async_floor = async_dict_lookup_us()
     per_round = a.iterations // a.rounds
     results = {}  # (row, column) -> list of µs, or None
     for name, _what, fn in a.rows:
@@ -442,7 +456,8 @@ def main():
                              f"{p90(s):.2f}" if s else "", len(s) if s else 0,
                              rb.fmt_ratio(direct, med[t.name]), KEY,
                              sqlalchemy.__version__, psycopg2.__version__.split()[0],
-                             asyncpg.__version__, mach["nproc"], mach["cpu_model"]])
+                             asyncpg.__version__, mach["nproc"], mach["cpu_model"],
+                             f"{async_floor if name.endswith('-async') else floor:.3f}"])
 
     rb.stop_process(proc, "pgvalet")
     stats = rb.valet_cache_stats(errpath)
@@ -453,12 +468,14 @@ def main():
     rb.print_notes([f"{t.name}: {t.note}" for t in targets] +
                    [f"{t.name}: {t.hits():,} cache hits over the run" for t in targets
                     if hasattr(t, "hits")] +
-                   [f"floor: a timed Python dict lookup takes {floor:.2f} µs here",
+                   [f"floor: a timed Python dict lookup takes {floor:.2f} µs here; "
+                    f"in an awaited coroutine, {async_floor:.2f} µs",
                     "pgvalet result cache over the whole run: " + (
                         rb.fmt_hits(stats[0], stats[1]) if stats else "no stats line")])
     rb.write_csv(a, started, "python",
                  ["date", "row", "target", "median_us", "p90_us", "ops", "direct_over_target",
-                  "key", "sqlalchemy", "psycopg2", "asyncpg", "nproc", "cpu_model"], csv_rows)
+                  "key", "sqlalchemy", "psycopg2", "asyncpg", "nproc", "cpu_model",
+                  "floor_us"], csv_rows)
     return 0
 
 
