@@ -926,8 +926,8 @@ plan_tables(const struct cache_store_config *cfg, size_t *vslots,
 enum { HUGE_PAGE = 2u << 20 };
 
 /*
- * The fixed tables (version slots, then the shards' slots) in one
- * zeroed mapping, aligned and advised for transparent huge pages.  Every lookup
+ * The fixed tables (version slots, then the shards' slots) in one zeroed
+ * mapping, aligned and advised for transparent huge pages.  Every lookup
  * and store reads them at random; with 4 KB pages nearly each of those
  * reads also missed the TLB (two-dimensional page walks in a VM), which
  * made the first load of a bucket head the costliest instruction of a

@@ -2307,7 +2307,8 @@ sync_settings(struct client *cl)
 		rc = backend_send_hidden_query(
 			be, "SET SESSION AUTHORIZATION DEFAULT;RESET ALL");
 		for (i = 0; i < cl->settings.n && !rc; i++)
-			rc = backend_send_hidden_query(be, cl->settings.v[i].sql);
+			rc = backend_send_hidden_query(be,
+						       cl->settings.v[i].sql);
 		return rc;
 	}
 	sql = guc_state_replay_sql(&cl->settings);
