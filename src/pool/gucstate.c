@@ -1,5 +1,6 @@
 #include "pool/gucstate.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -125,12 +126,12 @@ guc_state_copy(struct guc_state *dst, const struct guc_state *src)
 	return guc_state_merge(dst, src);
 }
 
+static const char RESET_SQL[] = "SET SESSION AUTHORIZATION DEFAULT;RESET ALL";
+
 char *
 guc_state_replay_sql(const struct guc_state *s)
 {
-	static const char prefix[] =
-		"SET SESSION AUTHORIZATION DEFAULT;RESET ALL;";
-	size_t len = sizeof(prefix), i, off;
+	size_t len = sizeof(RESET_SQL) + 1, i, off;
 	char *out;
 
 	for (i = 0; i < s->n; i++)
@@ -138,8 +139,9 @@ guc_state_replay_sql(const struct guc_state *s)
 	out = malloc(len);
 	if (!out)
 		return NULL;
-	memcpy(out, prefix, sizeof(prefix) - 1);
-	off = sizeof(prefix) - 1;
+	memcpy(out, RESET_SQL, sizeof(RESET_SQL) - 1);
+	off = sizeof(RESET_SQL) - 1;
+	out[off++] = ';';
 	for (i = 0; i < s->n; i++) {
 		size_t l = strlen(s->v[i].sql);
 
@@ -151,8 +153,8 @@ guc_state_replay_sql(const struct guc_state *s)
 	return out;
 }
 
-bool
-guc_state_replay_split(const struct guc_state *s)
+static bool
+has_backslash(const struct guc_state *s)
 {
 	size_t i;
 
@@ -160,4 +162,26 @@ guc_state_replay_split(const struct guc_state *s)
 		if (strchr(s->v[i].sql, '\\'))
 			return true;
 	return false;
+}
+
+int
+guc_state_replay(const struct guc_state *s,
+		 int (*send)(void *arg, const char *sql), void *arg)
+{
+	char *sql;
+	size_t i;
+	int rc;
+
+	if (has_backslash(s)) {
+		rc = send(arg, RESET_SQL);
+		for (i = 0; i < s->n && !rc; i++)
+			rc = send(arg, s->v[i].sql);
+		return rc;
+	}
+	sql = guc_state_replay_sql(s);
+	if (!sql)
+		return -1;
+	rc = send(arg, sql);
+	free(sql);
+	return rc;
 }

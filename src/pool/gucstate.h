@@ -9,7 +9,6 @@
 #ifndef PGVALET_POOL_GUCSTATE_H
 #define PGVALET_POOL_GUCSTATE_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,12 +40,16 @@ int guc_state_copy(struct guc_state *dst, const struct guc_state *src);
  */
 char *guc_state_replay_sql(const struct guc_state *s);
 /*
- * True when a setting's SQL holds a backslash: how a string literal with
- * one reads depends on standard_conforming_strings when it is parsed, and
- * a Query is parsed whole before any of it runs.  Such a state must be
- * replayed one statement per Query ("SET SESSION AUTHORIZATION DEFAULT;
- * RESET ALL", then each entry's sql in order), as the client sent them.
+ * Hand send() the Queries that turn a backend in any state into this one,
+ * in order: guc_state_replay_sql() as one Query; or, when a setting's SQL
+ * holds a backslash, "SET SESSION AUTHORIZATION DEFAULT;RESET ALL" and
+ * then each SET as a Query of its own.  (A string literal with a
+ * backslash reads as standard_conforming_strings says when it is parsed,
+ * and a Query is parsed whole before any of it runs; one Query per SET
+ * reads each as the client's session did.)  Returns the first non-zero
+ * send() result, or -1 on OOM.
  */
-bool guc_state_replay_split(const struct guc_state *s);
+int guc_state_replay(const struct guc_state *s,
+		     int (*send)(void *arg, const char *sql), void *arg);
 
 #endif

@@ -2290,33 +2290,22 @@ session_ready(struct client *cl, uint8_t tx_status, bool rolled_back,
 	note_state(cl);
 }
 
+static int
+send_hidden_query(void *be, const char *sql)
+{
+	return backend_send_hidden_query(be, sql);
+}
+
 /* Before a transaction starts on a backend, give it the client's state. */
 static int
 sync_settings(struct client *cl)
 {
 	struct backend *be = cl->srv;
-	char *sql;
-	int rc;
 
 	if (!backend_is_idle(be) || be->state_sig == cl->settings.sig)
 		return 0;
 	be->state_sig = cl->settings.sig;
-	if (guc_state_replay_split(&cl->settings)) {
-		size_t i;
-
-		rc = backend_send_hidden_query(
-			be, "SET SESSION AUTHORIZATION DEFAULT;RESET ALL");
-		for (i = 0; i < cl->settings.n && !rc; i++)
-			rc = backend_send_hidden_query(be,
-						       cl->settings.v[i].sql);
-		return rc;
-	}
-	sql = guc_state_replay_sql(&cl->settings);
-	if (!sql)
-		return -1;
-	rc = backend_send_hidden_query(be, sql);
-	free(sql);
-	return rc;
+	return guc_state_replay(&cl->settings, send_hidden_query, be);
 }
 
 /* ---- client messages ------------------------------------------------------ */

@@ -214,23 +214,63 @@ test_merge_copy(void **state)
 	guc_state_free(&cp);
 }
 
-/* Only a backslash makes the parse-time standard_conforming_strings matter. */
+/* The Queries guc_state_replay() sends, joined with '|'. */
+struct sent {
+	char text[512];
+	int n;
+};
+
+static int
+collect(void *arg, const char *sql)
+{
+	struct sent *out = arg;
+	size_t len = strlen(out->text);
+
+	snprintf(out->text + len, sizeof(out->text) - len, "%s%s",
+		 out->n++ ? "|" : "", sql);
+	return 0;
+}
+
+static struct sent
+replayed(const struct guc_state *s)
+{
+	struct sent out = { .n = 0 };
+
+	assert_int_equal(guc_state_replay(s, collect, &out), 0);
+	return out;
+}
+
+/* Only a backslash makes the parse-time standard_conforming_strings
+ * matter: then one Query per SET, else one Query for all. */
 static void
-test_replay_split(void **state)
+test_replay_queries(void **state)
 {
 	struct guc_state s;
+	struct sent out;
 
 	(void)state;
 	guc_state_init(&s);
-	assert_false(guc_state_replay_split(&s));
+	out = replayed(&s);
+	assert_int_equal(out.n, 1);
+	assert_string_equal(out.text, PREFIX);
 	set(&s, "standard_conforming_strings",
 	    "SET standard_conforming_strings = off");
 	set(&s, "search_path", "SET search_path = 'a', b");
-	assert_false(guc_state_replay_split(&s));
+	out = replayed(&s);
+	assert_int_equal(out.n, 1);
+	assert_string_equal(out.text,
+			    PREFIX "SET standard_conforming_strings = off;"
+				   "SET search_path = 'a', b;");
 	set(&s, "app.path", "SET app.path = 'c:\\\\temp'");
-	assert_true(guc_state_replay_split(&s));
+	out = replayed(&s);
+	assert_int_equal(out.n, 4);
+	assert_string_equal(out.text,
+			    "SET SESSION AUTHORIZATION DEFAULT;RESET ALL|"
+			    "SET standard_conforming_strings = off|"
+			    "SET search_path = 'a', b|"
+			    "SET app.path = 'c:\\\\temp'");
 	guc_state_reset(&s, "app.path");
-	assert_false(guc_state_replay_split(&s));
+	assert_int_equal(replayed(&s).n, 1);
 	guc_state_free(&s);
 }
 
@@ -244,7 +284,7 @@ main(void)
 		cmocka_unit_test(test_reset_middle_keeps_order),
 		cmocka_unit_test(test_signature),
 		cmocka_unit_test(test_merge_copy),
-		cmocka_unit_test(test_replay_split),
+		cmocka_unit_test(test_replay_queries),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
