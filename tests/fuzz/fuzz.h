@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -21,5 +22,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		if (!(cond))                                                   \
 			abort();                                               \
 	} while (0)
+
+/* A heap copy of exactly n bytes (no NUL after it), so ASan sees reads
+ * past the end; NULL when out of memory.  The caller frees it. */
+static inline char *
+fuzz_dup_exact(const uint8_t *p, size_t n)
+{
+	char *c = malloc(n ? n : 1);
+
+	if (c && n)
+		memcpy(c, p, n);
+	return c;
+}
 
 #endif

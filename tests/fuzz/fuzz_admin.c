@@ -33,17 +33,6 @@ enum { CMD_CAP = 128 };		/* admin_query's */
 static struct server srv;
 static bool srv_ready;
 
-/* A heap copy of exactly n bytes, so ASan sees reads past the end. */
-static char *
-dup_exact(const uint8_t *p, size_t n)
-{
-	char *c = malloc(n ? n : 1);
-
-	if (c && n)
-		memcpy(c, p, n);
-	return c;
-}
-
 /* The normalised text, built the obvious way; its length. */
 static size_t
 reference(const char *text, size_t len, char *out)
@@ -305,7 +294,7 @@ check_users(const uint8_t *data, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *text = dup_exact(data, size);
+	char *text = fuzz_dup_exact(data, size);
 
 	if (!srv_ready) {
 		pthread_mutex_init(&srv.pools_lock, NULL);

@@ -27,24 +27,13 @@ static const uint8_t fuzz_salt[16] = { 0x46, 0x55, 0x5a, 0x5a, 0x73, 0x61,
 static struct scram_secret secret;
 static int have_secret;
 
-/* A heap copy of exactly n bytes, so ASan sees reads past the end. */
-static char *
-dup_exact(const uint8_t *p, size_t n)
-{
-	char *c = malloc(n ? n : 1);
-
-	if (c && n)
-		memcpy(c, p, n);
-	return c;
-}
-
 static void
 run_exchange(const uint8_t *first, size_t flen, const uint8_t *final,
 	     size_t finlen)
 {
 	struct scram_server s;
 	char out[SCRAM_MAX_MESSAGE + 200], err[128];
-	char *a = dup_exact(first, flen), *b = dup_exact(final, finlen);
+	char *a = fuzz_dup_exact(first, flen), *b = fuzz_dup_exact(final, finlen);
 	int rc;
 
 	if (!a || !b)

@@ -57,17 +57,6 @@ struct run {
 	int n;
 };
 
-/* A heap copy of exactly n bytes, so ASan sees reads past the end. */
-static char *
-dup_exact(const uint8_t *p, size_t n)
-{
-	char *c = malloc(n ? n : 1);
-
-	if (c && n)
-		memcpy(c, p, n);
-	return c;
-}
-
 static void
 start(struct scram_client *c)
 {
@@ -275,8 +264,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (sflen > size - 2)
 		sflen = size - 2;
 	finlen = size - 2 - sflen;
-	sf = dup_exact(data + 2, sflen);
-	sfin = dup_exact(data + 2 + sflen, finlen);
+	sf = fuzz_dup_exact(data + 2, sflen);
+	sfin = fuzz_dup_exact(data + 2 + sflen, finlen);
 	if (!sf || !sfin)
 		goto out;
 

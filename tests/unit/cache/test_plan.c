@@ -18,6 +18,20 @@
 /* A Bind body with no formats and no parameters. */
 static const uint8_t NO_PARAMS[] = { 0, 0, 0, 0, 0, 0 };
 
+/* A plan table over a catalog that is never started. */
+static struct plan_table *
+table_new(struct catalog **cat)
+{
+	static struct pg_url url;
+	struct plan_table *pt;
+
+	*cat = catalog_new(&url);
+	assert_non_null(*cat);
+	pt = plan_table_new(*cat, 1 << 20);
+	assert_non_null(pt);
+	return pt;
+}
+
 static struct plan
 plan_of(struct plan_table *pt, const char *text, bool extended)
 {
@@ -41,13 +55,11 @@ plan_of(struct plan_table *pt, const char *text, bool extended)
 static void
 test_fallback_either_order(void **state)
 {
-	static struct pg_url url;
-	struct catalog *cat = catalog_new(&url);
-	struct plan_table *pt = plan_table_new(cat, 1 << 20);
+	struct catalog *cat;
+	struct plan_table *pt = table_new(&cat);
 	struct plan p;
 
 	(void)state;
-	assert_non_null(pt);
 	/* Parse first: its verdict (a syntax error) is about that text... */
 	p = plan_of(pt, "CREATE SEQUENCE s START $1", true);
 	assert_false(p.cacheable);
@@ -76,9 +88,8 @@ test_fallback_either_order(void **state)
 static void
 test_literals_left_alone(void **state)
 {
-	static struct pg_url url;
-	struct catalog *cat = catalog_new(&url);
-	struct plan_table *pt = plan_table_new(cat, 1 << 20);
+	struct catalog *cat;
+	struct plan_table *pt = table_new(&cat);
 	struct plan p;
 
 	(void)state;
